@@ -333,6 +333,7 @@ def _build(document: object, path: str, errors: list[FieldError]) -> ServiceSpec
             )
         )
         return None
+    before = len(errors)
     _check_keys(document, _DOCUMENT_KEYS, path, errors)
 
     version = document.get("apiVersion")
@@ -355,10 +356,9 @@ def _build(document: object, path: str, errors: list[FieldError]) -> ServiceSpec
     if not isinstance(spec, dict):
         errors.append(FieldError(spec_path, f"must be a mapping, not {_describe(spec)}"))
         return None
-    before = len(errors)
     _check_keys(spec, _SPEC_KEYS, spec_path, errors)
     for key in ("name", "port", "domain", "image"):
-        if key not in spec:
+        if spec.get(key) is None:
             errors.append(FieldError(spec_path, f"missing '{key}'"))
 
     name = _string(spec, "name", spec_path, errors)
