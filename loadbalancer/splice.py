@@ -1,0 +1,272 @@
+"""Byte splicing between a client connection and the backend chosen for it.
+
+Theory of operation
+-------------------
+A client connection (``ClientSide``) is accepted, a backend is picked from the pool and an
+upstream connection (``UpstreamSide``) is opened to it. Until the upstream is up, the
+client's bytes are held in memory (and the client is paused once ``connect_buffer`` bytes
+are held), so a backend that refuses or does not answer within ``connect_timeout`` can be
+replaced by another before the client notices: the failed backend is marked down and the
+next one is tried, each backend at most once. Only when every candidate failed is the
+client closed.
+
+Once both sides are up, each ``data_received`` is written straight to the other transport.
+Flow control follows the transports' write buffers: when one side's buffer rises above its
+high-water mark (``pause_writing``), reading from the other side stops, and starts again
+when the buffer drains (``resume_writing``). Memory per connection is thus bounded by the
+two write buffers.
+
+Half-close is passed through: EOF from one side becomes ``write_eof`` on the other, and the
+pair is closed once both directions have ended. If one side is lost, the other is closed
+after its pending bytes are written, or aborted when the loss was an error (a reset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+from loadbalancer import logfmt
+from loadbalancer.health import describe
+from loadbalancer.pool import Backend, Pool
+
+log = logging.getLogger(logfmt.LOGGER_NAME)
+
+# Larger than the loop's 64 KiB default: fewer pause/resume round trips on bulk transfers,
+# still a small bound per connection.
+WRITE_HIGH_WATER = 256 * 1024
+
+
+class Relay:
+    """What every spliced connection shares: the pool, the limits and the open clients."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        connect_timeout: float,
+        connect_buffer: int,
+    ) -> None:
+        self.pool = pool
+        self.connect_timeout = connect_timeout
+        self.connect_buffer = connect_buffer
+        self.clients: set[ClientSide] = set()
+        self.accepted = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def protocol(self) -> ClientSide:
+        return ClientSide(self)
+
+    def opened(self, client: ClientSide) -> None:
+        self.clients.add(client)
+        self.accepted += 1
+        self._idle.clear()
+
+    def closed(self, client: ClientSide) -> None:
+        self.clients.discard(client)
+        if not self.clients:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    def abort_all(self) -> None:
+        for client in list(self.clients):
+            client.abort()
+
+
+class ClientSide(asyncio.Protocol):
+    __slots__ = (
+        "_connect_task",
+        "_pending",
+        "_pending_size",
+        "closed",
+        "eof",
+        "relay",
+        "transport",
+        "upstream",
+    )
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+        self.upstream: UpstreamSide | None = None
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._connect_task: asyncio.Task[None] | None = None
+        self.eof = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER)
+        relay = self.relay
+        relay.opened(self)
+        backend = relay.pool.pick()
+        if backend is None:
+            relay.pool.no_backend += 1
+            logfmt.emit(log, logging.WARNING, "no_backend", client=_peer(transport))
+            transport.close()
+            return
+        self._connect_task = asyncio.get_running_loop().create_task(self._connect(backend))
+
+    async def _connect(self, backend: Backend | None) -> None:
+        relay = self.relay
+        pool = relay.pool
+        loop = asyncio.get_running_loop()
+        tried: list[Backend] = []
+        while backend is not None:
+            address = backend.address
+            try:
+                async with asyncio.timeout(relay.connect_timeout):
+                    _, upstream = await loop.create_connection(
+                        functools.partial(UpstreamSide, self, backend),
+                        address.host,
+                        address.port,
+                    )
+            except (OSError, TimeoutError) as exc:
+                pool.release(backend)
+                pool.record_connect_failure(backend, describe(exc))
+                tried.append(backend)
+                if self.closed:
+                    return
+                backend = pool.pick(exclude=tried)
+                if backend is not None:
+                    pool.retries += 1
+                    logfmt.emit(
+                        log,
+                        logging.INFO,
+                        "connect_retry",
+                        failed=tried[-1].name,
+                        next=backend.name,
+                    )
+                continue
+            backend.total_connections += 1
+            self._attach(upstream)
+            return
+        pool.no_backend += 1
+        assert self.transport is not None
+        logfmt.emit(
+            log,
+            logging.WARNING,
+            "no_backend",
+            client=_peer(self.transport),
+            tried=",".join(b.name for b in tried),
+        )
+        self.transport.close()
+
+    def _attach(self, upstream: UpstreamSide) -> None:
+        assert self.transport is not None and upstream.transport is not None
+        if self.closed:
+            upstream.transport.close()
+            return
+        self.upstream = upstream
+        self._connect_task = None
+        # Resume before flushing: if the flush fills the upstream buffer, its pause_writing
+        # must be the last word on whether the client is read.
+        if self._pending_size >= self.relay.connect_buffer:
+            self.transport.resume_reading()
+        if self._pending:
+            upstream.transport.writelines(self._pending)
+            self._pending = []
+        if self.eof:
+            upstream.transport.write_eof()
+
+    def data_received(self, data: bytes) -> None:
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.transport.write(data)  # type: ignore[union-attr]
+            return
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= self.relay.connect_buffer:
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        upstream = self.upstream
+        if upstream is not None:
+            if upstream.eof:
+                upstream.transport.close()  # type: ignore[union-attr]
+                self.transport.close()  # type: ignore[union-attr]
+            else:
+                upstream.transport.write_eof()  # type: ignore[union-attr]
+        return True
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.resume_reading()  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.relay.closed(self)
+        self._pending = []
+        # A connect still under way is left to finish (within connect_timeout): cancelling
+        # it could drop a just-opened upstream connection on the floor. _attach closes it.
+        upstream = self.upstream
+        if upstream is not None:
+            if exc is None:
+                upstream.transport.close()  # type: ignore[union-attr]
+            else:
+                upstream.transport.abort()  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class UpstreamSide(asyncio.Protocol):
+    __slots__ = ("backend", "client", "eof", "transport")
+
+    def __init__(self, client: ClientSide, backend: Backend) -> None:
+        self.client = client
+        self.backend = backend
+        self.transport: asyncio.Transport | None = None
+        self.eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        self.client.transport.write(data)  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        client = self.client
+        if client.eof:
+            client.transport.close()  # type: ignore[union-attr]
+            self.transport.close()  # type: ignore[union-attr]
+        else:
+            client.transport.write_eof()  # type: ignore[union-attr]
+        return True
+
+    def pause_writing(self) -> None:
+        self.client.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        self.client.transport.resume_reading()  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.relay.pool.release(self.backend)
+        client_transport = self.client.transport
+        if client_transport is None or self.client.closed:
+            return
+        if exc is None:
+            client_transport.close()
+        else:
+            client_transport.abort()
+
+
+def _peer(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return "-"
