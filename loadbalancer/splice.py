@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from typing import cast
 
 from loadbalancer import logfmt
 from loadbalancer.health import describe
@@ -98,8 +99,9 @@ class ClientSide(asyncio.Protocol):
         self.eof = False
         self.closed = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but behave as one.
+        transport = cast(asyncio.Transport, base)
         self.transport = transport
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)
         relay = self.relay
@@ -230,8 +232,9 @@ class UpstreamSide(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.eof = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but behave as one.
+        transport = cast(asyncio.Transport, base)
         self.transport = transport
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)
 

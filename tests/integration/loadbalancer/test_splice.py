@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import threading
+
+from tests.integration.loadbalancer.backends import BulkServer, pattern_block
+from tests.integration.loadbalancer.conftest import wait_for
+
+SIZE = 50 * 1024 * 1024
+
+
+def expected_reply_digest(size: int) -> str:
+    digest = hashlib.sha256()
+    block = pattern_block()
+    remaining = size
+    while remaining > 0:
+        piece = block[: min(len(block), remaining)]
+        digest.update(piece)
+        remaining -= len(piece)
+    return digest.hexdigest()
+
+
+def test_large_transfer_both_ways_with_half_close(balancer_factory) -> None:
+    bulk = BulkServer(reply_size=SIZE).start()
+    try:
+        lb = balancer_factory(f"bulk={bulk.address}")
+        upload = hashlib.sha256()
+        sent = 0
+        with lb.connect() as sock:
+            sock.settimeout(30)
+
+            def send() -> None:
+                nonlocal sent
+                block = hashlib.sha256(b"up").digest() * (1 << 14)  # 512 KiB
+                while sent < SIZE:
+                    piece = block[: min(len(block), SIZE - sent)]
+                    upload.update(piece)
+                    sock.sendall(piece)
+                    sent += len(piece)
+                # Half-close: the backend only answers after it has seen our EOF.
+                sock.shutdown(socket.SHUT_WR)
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            received = bytearray()
+            while chunk := sock.recv(1 << 20):
+                received += chunk
+            sender.join()
+
+        header, _, body = bytes(received).partition(b"\n")
+        count, digest = header.decode().split()
+        assert int(count) == SIZE
+        assert digest == upload.hexdigest()
+        assert len(body) == SIZE
+        assert hashlib.sha256(body).hexdigest() == expected_reply_digest(SIZE)
+        wait_for(lambda: lb.admin.backend("bulk")["open_connections"] == 0)
+    finally:
+        bulk.stop()
+
+
+def test_client_half_close_still_gets_the_reply(balancer_factory) -> None:
+    bulk = BulkServer(reply_size=1000).start()
+    try:
+        lb = balancer_factory(f"bulk={bulk.address}")
+        with lb.connect() as sock:
+            sock.sendall(b"hello")
+            sock.shutdown(socket.SHUT_WR)
+            received = b""
+            while chunk := sock.recv(4096):
+                received += chunk
+        header, _, body = received.partition(b"\n")
+        assert header.decode() == f"5 {hashlib.sha256(b'hello').hexdigest()}"
+        assert len(body) == 1000
+    finally:
+        bulk.stop()
+
+
+def test_bytes_sent_before_the_upstream_is_up_arrive_in_order(balancer_factory) -> None:
+    bulk = BulkServer(reply_size=0).start()
+    try:
+        lb = balancer_factory(f"bulk={bulk.address}")
+        payload = bytes(range(256)) * 4096  # 1 MiB, larger than the connect buffer
+        with lb.connect() as sock:
+            # Everything, EOF included, goes out at once, before the balancer can have
+            # finished connecting upstream.
+            sender = threading.Thread(
+                target=lambda: (sock.sendall(payload), sock.shutdown(socket.SHUT_WR))
+            )
+            sender.start()
+            received = b""
+            while chunk := sock.recv(4096):
+                received += chunk
+            sender.join()
+        assert received == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}\n".encode()
+    finally:
+        bulk.stop()
+
+
+def test_backend_reset_closes_the_client(balancer_factory) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    try:
+        lb = balancer_factory(f"r=127.0.0.1:{port}", check_interval=60.0)
+        with lb.connect() as sock:
+            sock.sendall(b"x")
+            # Health checks connect here too; the relayed connection is the one carrying "x".
+            while True:
+                conn, _ = listener.accept()
+                if conn.recv(1, socket.MSG_PEEK) == b"x":
+                    break
+                conn.close()
+            # SO_LINGER 0: close sends a reset instead of a FIN.
+            conn.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            conn.close()
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(10) == b""
+        wait_for(lambda: lb.admin.backend("r")["open_connections"] == 0)
+    finally:
+        listener.close()
