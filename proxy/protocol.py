@@ -1,0 +1,745 @@
+"""The client side of the proxy: one protocol object per client connection.
+
+Theory of operation
+-------------------
+Bytes from the client go straight into httptools' ``HttpRequestParser`` (llhttp, strict
+mode). Its callbacks build one ``Exchange`` per request: ``on_url`` opens it, ``on_header``
+collects fields, ``on_headers_complete`` checks the framing (the smuggling rules: no
+Content-Length with Transfer-Encoding, one Content-Length value, chunked as the only coding),
+renders the head to send upstream (hop-by-hop fields removed, X-Forwarded-* and X-Request-Id
+added) and queues the exchange; ``on_body`` appends body pieces, re-chunked when needed, and
+``on_message_complete`` marks the request whole. A callback that finds a broken rule raises
+``Refusal``, which stops the parser; the refusal is answered in turn and the connection then
+closes, so nothing after a framing error is ever read as a request.
+
+Exchanges are answered strictly in order. ``active`` is the one being answered; requests
+pipelined behind it wait in ``queue`` with their bodies held (reading pauses once
+``buffer_limit`` bytes are held). Starting an exchange looks its Host up in the route table
+in force at that moment, so a keep-alive connection picks up a new table on its next
+request while a request already started keeps the backend it got. The backend is the one
+with the fewest exchanges in flight; a pooled connection to it is reused or a new one opened.
+A refused or timed-out connect is retried on another backend (nothing has been sent yet);
+when none is left the client gets 502 (refused) or 504 (timeout).
+
+Parsing and starting are split: the parser runs over a whole read first and exchanges are
+started after it returns, so a head and the body that arrived with it go upstream in one
+write, and a request whose framing turns out bad later in the same read is never sent.
+
+Deadlines are not timers: each connection keeps one ``deadline`` and what it means
+(``kind``), and the server's tick closes or answers whatever has passed its deadline. That
+costs one float store per state change instead of a timer per request.
+
+Draining: idle connections close at once; a busy one answers its current request with
+``Connection: close`` when the head is still unsent, and closes once the answer is out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+)
+
+from proxy.upstream import Backend, UpstreamConnection, pick
+from proxy.wire import (
+    CHUNKED,
+    LAST_CHUNK,
+    REQUEST_SPECIAL,
+    connection_tokens,
+    local_response,
+)
+
+if TYPE_CHECKING:
+    from proxy.server import Server
+
+# What a connection's deadline means.
+K_NONE = 0  # no deadline: waiting on a backend, whose own deadline applies
+K_IDLE = 1  # between requests on a keep-alive connection
+K_HEAD = 2  # reading a request head
+K_BODY = 3  # reading a request body
+K_LINGER = 4  # closing: discarding input until the client has read our last answer
+
+# Why reading from the client is paused (bits).
+R_UPSTREAM = 1  # the backend's socket buffer is full
+R_BUFFER = 2  # too many request bytes held for exchanges not yet sent
+R_STOP = 4  # nothing more will be read as HTTP (refusal, upgrade in progress)
+
+BODY_NONE = 0
+BODY_LENGTH = 1
+BODY_CHUNKED = 2
+
+_PIPELINE_LIMIT = 32
+
+
+class Refusal(Exception):
+    """A request the proxy answers itself without forwarding it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Exchange:
+    """One request and its response, from the request line to the last response byte."""
+
+    __slots__ = (
+        "aborted",
+        "attempts",
+        "backend",
+        "backends",
+        "body",
+        "bytes_out",
+        "client",
+        "close_after",
+        "complete",
+        "done",
+        "error",
+        "expect",
+        "fail_message",
+        "fail_status",
+        "fresh",
+        "head",
+        "head_size",
+        "headers",
+        "host",
+        "http10",
+        "is_head",
+        "keep_alive",
+        "method",
+        "pending",
+        "pending_bytes",
+        "replayable",
+        "request_id",
+        "response_started",
+        "service",
+        "start",
+        "status",
+        "tried",
+        "tunnel_data",
+        "upgrade",
+        "upstream",
+        "url",
+    )
+
+    def __init__(self, client: ClientConnection, url: bytes) -> None:
+        self.client = client
+        self.url = url
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_size = len(url)
+        self.method = b""
+        self.host = b""
+        self.http10 = False
+        self.keep_alive = False
+        self.body = BODY_NONE
+        self.complete = False
+        self.head = b""
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.upgrade = False
+        self.expect = False
+        self.is_head = False
+        self.request_id = b""
+        self.service = ""
+        self.backends: tuple[Backend, ...] = ()
+        self.backend: Backend | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.tried: set[Backend] | None = None
+        self.fail_status = 502
+        self.fail_message = ""
+        self.start = 0.0
+        self.status = 0
+        self.bytes_out = 0
+        self.response_started = False
+        self.close_after = False
+        self.error: Refusal | None = None
+        self.done = False
+        self.aborted = False
+        self.replayable = False
+        self.fresh = False
+        self.attempts = 0
+        self.tunnel_data: list[bytes] | None = None
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parses requests, answers them in order."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.config = server.config
+        self.parser = HttpRequestParser(self)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.peer = b""
+        self.cur: Exchange | None = None
+        self.active: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        self.read_block = 0
+        self.write_paused = False
+        self.closed = False
+        self.closing = False
+        self.eof = False
+        self.stopped = False
+        self.upgrading: Exchange | None = None
+        self.tunnel: UpstreamConnection | None = None
+        self.kind = K_IDLE
+        self.deadline = 0.0
+        self.head_raw = 0
+        self._starting = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = str(peer[0]).encode("ascii", "replace")
+        self.server.clients.add(self)
+        # A fresh connection has the header timeout to send its first request.
+        self.kind = K_IDLE
+        self.deadline = self.server.clock() + self.config.header_timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.clients.discard(self)
+        if self.tunnel is not None:
+            upstream, self.tunnel = self.tunnel, None
+            upstream.transport.close()
+            return
+        ex = self.active
+        if ex is not None and not ex.done:
+            ex.aborted = True
+            ex.done = True
+            if ex.upstream is not None:
+                ex.upstream.abort()
+            self.server.finished(ex, ex.status if ex.response_started else 499)
+        self.active = None
+        self.queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.transport.write(data)
+            return
+        if self.stopped:
+            # Lingering or refused: the rest of the input is not HTTP we will answer.
+            upgrading = self.upgrading
+            if upgrading is not None and upgrading.tunnel_data is not None:
+                upgrading.tunnel_data.append(data)
+            return
+        kind = self.kind
+        if kind == K_IDLE:
+            self.kind = K_HEAD
+            self.deadline = self.server.clock() + self.config.header_timeout
+        elif kind == K_BODY:
+            now = self.server.clock()
+            self.deadline = now + self.config.body_timeout
+            active = self.active
+            if active is not None and active.upstream is not None:
+                active.upstream.deadline = now + self.config.upstream_timeout
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self._upgrade(data[exc.args[0] :])
+        except HttpParserCallbackError as exc:
+            context = exc.__context__
+            if isinstance(context, Refusal):
+                self._refuse(context)
+            else:
+                self.server.log_error("request_callback_failed", context or exc)
+                self._refuse(Refusal(500, "the proxy failed to read the request"))
+        except HttpParserError as exc:
+            self._refuse(Refusal(400, f"bad request: {exc}"))
+        else:
+            if self.cur is not None and self.kind == K_HEAD:
+                # The head is still incomplete: bound what the parser holds for it.
+                self.head_raw += len(data)
+                if self.head_raw > self.config.max_header_bytes:
+                    self._refuse(
+                        Refusal(
+                            431,
+                            f"request header section is larger than "
+                            f"{self.config.max_header_bytes} bytes",
+                        )
+                    )
+        self._advance()
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel is not None or self.stopped:
+            return None
+        if self.active is not None and self.cur is None:
+            # The client half-closed after sending its request: answer it, then close.
+            self.eof = True
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        upstream = self.tunnel
+        if upstream is None and self.active is not None:
+            upstream = self.active.upstream
+        if upstream is not None:
+            upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        upstream = self.tunnel
+        if upstream is None and self.active is not None:
+            upstream = self.active.upstream
+        if upstream is not None:
+            upstream.resume_reading()
+
+    # -- httptools callbacks ----------------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.cur
+        if ex is None:
+            ex = self.cur = Exchange(self, url)
+            if self.kind != K_HEAD:
+                self.kind = K_HEAD
+                self.deadline = self.server.clock() + self.config.header_timeout
+        else:
+            ex.url += url
+            ex.head_size += len(url)
+        if len(ex.url) > self.config.max_url_bytes:
+            raise Refusal(414, f"request URL is longer than {self.config.max_url_bytes} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self.cur
+        assert ex is not None
+        ex.headers.append((name, value))
+        ex.head_size += len(name) + len(value) + 4
+        if ex.head_size > self.config.max_header_bytes:
+            raise Refusal(
+                431, f"request header section is larger than {self.config.max_header_bytes} bytes"
+            )
+
+    def on_headers_complete(self) -> None:
+        ex = self.cur
+        assert ex is not None
+        server = self.server
+        parser = self.parser
+        ex.start = server.clock()
+        self.head_raw = 0
+        method = ex.method = parser.get_method()
+        ex.keep_alive = parser.should_keep_alive()
+        ex.http10 = parser.get_http_version() == "1.0"
+        ex.is_head = method == b"HEAD"
+        url = ex.url
+        lines: list[bytes] = [b""]
+        host: bytes | None = None
+        cl: bytes | None = None
+        te: bytes | None = None
+        conn: bytes | None = None
+        upgrade: bytes | None = None
+        xff: bytes | None = None
+        rid: bytes | None = None
+        for name, value in ex.headers:
+            lname = name.lower()
+            if lname not in REQUEST_SPECIAL:
+                lines.append(b"%s: %s\r\n" % (name, value))
+            elif lname == b"host":
+                if host is not None:
+                    raise Refusal(400, "bad request: more than one Host header")
+                host = value
+                lines.append(b"%s: %s\r\n" % (name, value))
+            elif lname == b"content-length":
+                if cl is not None and cl != value:
+                    raise Refusal(400, "bad request: differing Content-Length values")
+                cl = value
+            elif lname == b"transfer-encoding":
+                te = value if te is None else te + b"," + value
+            elif lname == b"connection":
+                conn = value if conn is None else conn + b"," + value
+            elif lname == b"upgrade":
+                upgrade = value
+            elif lname == b"expect":
+                ex.expect = value.strip().lower() == b"100-continue"
+                lines.append(b"%s: %s\r\n" % (name, value))
+            elif lname == b"x-forwarded-for":
+                xff = value if xff is None else xff + b", " + value
+            elif lname == b"x-request-id" and rid is None:
+                rid = value
+            # keep-alive, proxy-connection, te, trailer, x-forwarded-proto/host: dropped;
+            # the proxy sets the X-Forwarded ones itself.
+        ex.headers = []
+        if te is not None:
+            if cl is not None:
+                raise Refusal(400, "bad request: both Content-Length and Transfer-Encoding")
+            if te.strip().lower() != b"chunked":
+                raise Refusal(400, "bad request: Transfer-Encoding other than chunked")
+            ex.body = BODY_CHUNKED
+            lines.append(CHUNKED)
+        elif cl is not None:
+            if not cl.isdigit():
+                raise Refusal(400, "bad request: invalid Content-Length")
+            if int(cl) > 0:
+                ex.body = BODY_LENGTH
+            lines.append(b"Content-Length: %s\r\n" % cl)
+        if url[:1] != b"/" and url != b"*":
+            url, host = self._absolute_form(url, method)
+            lines = [lines[0]] + [ln for ln in lines[1:] if ln[:5].lower() != b"host:"]
+            lines.append(b"Host: %s\r\n" % host)
+        if host is None:
+            if not ex.http10:
+                raise Refusal(400, "bad request: no Host header")
+            host = b""
+        ex.host = host
+        if conn is not None:
+            drop = connection_tokens(conn) - {b"close", b"keep-alive", b"upgrade"}
+            if drop:
+                lines = [lines[0]] + [
+                    ln for ln in lines[1:] if ln.split(b":", 1)[0].lower() not in drop
+                ]
+        if method == b"CONNECT":
+            raise Refusal(405, "CONNECT is not supported by this proxy")
+        if parser.should_upgrade():
+            if upgrade is None:
+                raise Refusal(400, "bad request: Connection: upgrade without Upgrade")
+            if ex.body != BODY_NONE:
+                raise Refusal(400, "bad request: an upgrade request cannot have a body")
+            ex.upgrade = True
+            lines.append(b"Connection: upgrade\r\nUpgrade: %s\r\n" % upgrade)
+        if rid is None:
+            rid = server.next_request_id()
+        ex.request_id = rid
+        lines.append(
+            b"X-Forwarded-For: %s%s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n"
+            b"X-Request-Id: %s\r\n\r\n" % (xff + b", " if xff else b"", self.peer, host, rid)
+        )
+        lines[0] = b"%s %s HTTP/1.1\r\n" % (method, url)
+        head = ex.head = b"".join(lines)
+        ex.pending.append(head)
+        ex.pending_bytes = len(head)
+        ex.replayable = ex.body == BODY_NONE and not ex.upgrade
+        if ex.body == BODY_NONE:
+            self.kind = K_NONE
+            self.deadline = 0.0
+        else:
+            self.kind = K_BODY
+            self.deadline = ex.start + self.config.body_timeout
+        self.queue.append(ex)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.cur
+        assert ex is not None
+        if ex.done:
+            return  # already answered (e.g. 404): the rest of the body is discarded
+        if ex.body == BODY_CHUNKED:
+            ex.pending.append(b"%x\r\n%b\r\n" % (len(body), body))
+        else:
+            ex.pending.append(body)
+        ex.pending_bytes += len(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.cur
+        assert ex is not None
+        self.cur = None
+        ex.complete = True
+        if ex.body == BODY_CHUNKED and not ex.done:
+            ex.pending.append(LAST_CHUNK)
+        if self.kind == K_BODY:
+            self.kind = K_NONE
+            self.deadline = 0.0
+
+    @staticmethod
+    def _absolute_form(url: bytes, method: bytes) -> tuple[bytes, bytes]:
+        lower = url[:8].lower()
+        if lower.startswith(b"http://"):
+            rest = url[7:]
+        elif lower.startswith(b"https://"):
+            rest = url[8:]
+        else:
+            raise Refusal(400, "bad request: request target is not a path")
+        slash = rest.find(b"/")
+        if slash < 0:
+            return (b"*" if method == b"OPTIONS" else b"/"), rest
+        return rest[slash:], rest[:slash]
+
+    # -- answering in order -----------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Start the next exchange if none is active; send what the active one holds."""
+        active = self.active
+        if active is None:
+            if self.queue:
+                self._next()
+        else:
+            upstream = active.upstream
+            if upstream is not None and active.pending:
+                upstream.send(active)
+        if self.read_block & R_BUFFER:
+            if self._held() <= self.config.buffer_limit // 2:
+                self.unblock(R_BUFFER)
+        elif self.queue or (active is not None and active.pending):
+            held = self._held()
+            if held > self.config.buffer_limit or len(self.queue) > _PIPELINE_LIMIT:
+                self.block(R_BUFFER)
+
+    def _held(self) -> int:
+        held = sum(ex.pending_bytes for ex in self.queue)
+        if self.active is not None:
+            held += self.active.pending_bytes
+        return held
+
+    def _next(self) -> None:
+        self._starting = True
+        try:
+            while self.active is None and self.queue and not self.closed:
+                ex = self.queue.popleft()
+                self.active = ex
+                self._start(ex)
+        finally:
+            self._starting = False
+
+    def _start(self, ex: Exchange) -> None:
+        if ex.error is not None:
+            self.respond_local(ex, ex.error.status, ex.error.message)
+            return
+        found = self.server.route(ex.host)
+        if found is None:
+            host = ex.host.decode("latin-1")
+            self.respond_local(ex, 404, f'no service for host "{host}"')
+            return
+        ex.service, ex.backends = found
+        if not ex.backends:
+            self.respond_local(ex, 503, f"no healthy backend for {ex.service}")
+            return
+        self._dispatch(ex)
+
+    def _dispatch(self, ex: Exchange) -> None:
+        server = self.server
+        server.turn += 1
+        backend = pick(ex.backends, ex.tried, server.turn, server.clock())
+        if backend is None:
+            self.respond_local(
+                ex, ex.fail_status, ex.fail_message or f"no backend of {ex.service} answered"
+            )
+            return
+        ex.backend = backend
+        ex.attempts += 1
+        backend.inflight += 1
+        conn = None if ex.fresh else backend.pop_idle()
+        if conn is not None:
+            conn.attach(ex)
+            conn.send(ex)
+        else:
+            server.connect(backend, ex)
+
+    def connected(self, ex: Exchange, conn: UpstreamConnection) -> None:
+        """A new connection for ``ex`` is up (called by the server's connect task)."""
+        if ex.done or self.closed or ex is not self.active:
+            conn.backend.inflight -= 1
+            conn.release()
+            return
+        conn.attach(ex)
+        conn.send(ex)
+        self._advance()
+
+    def connect_failed(self, ex: Exchange, backend: Backend, status: int, message: str) -> None:
+        backend.inflight -= 1
+        backend.failed_until = self.server.clock() + self.config.fail_timeout
+        if ex.done or self.closed or ex is not self.active:
+            return
+        if ex.tried is None:
+            ex.tried = set()
+        ex.tried.add(backend)
+        ex.fail_status = status
+        ex.fail_message = message
+        self.server.retried += 1
+        self._dispatch(ex)
+
+    def redispatch(self, ex: Exchange) -> None:
+        """Send ``ex`` again on a fresh connection: its pooled one was found closed."""
+        if ex.done or self.closed:
+            return
+        ex.fresh = True
+        ex.pending = [ex.head]
+        ex.pending_bytes = len(ex.head)
+        self._dispatch(ex)
+
+    def respond_local(self, ex: Exchange, status: int, message: str) -> None:
+        """Answer ``ex`` from the proxy itself."""
+        keep = (
+            ex.keep_alive
+            and ex.error is None
+            and not self.closing
+            and not self.server.draining
+            and not (ex.expect and not ex.complete)
+            and not ex.upgrade
+        )
+        ex.close_after = not keep
+        ex.status = status
+        ex.response_started = True
+        ex.pending = []
+        ex.pending_bytes = 0
+        data = local_response(
+            status,
+            message,
+            keep_alive=keep,
+            request_id=ex.request_id or None,
+            head_only=ex.is_head,
+        )
+        if not self.closed:
+            self.transport.write(data)
+        if not ex.is_head:
+            ex.bytes_out = len(message.encode("utf-8", "replace")) + 1
+        self.response_done(ex)
+
+    def response_done(self, ex: Exchange) -> None:
+        """The last byte of ``ex``'s response is written: log it and move on."""
+        ex.done = True
+        if self.active is ex:
+            self.active = None
+        self.server.finished(ex, ex.status)
+        if self.closed:
+            return
+        if ex.close_after or self.eof:
+            self._shutdown()
+            return
+        if not self._starting:
+            self._next()
+        if self.active is None and self.cur is None and not self.queue:
+            if self.server.draining:
+                self._shutdown()
+                return
+            self.kind = K_IDLE
+            self.deadline = self.server.clock() + self.config.keepalive_timeout
+
+    def abort(self, ex: Exchange, status: int) -> None:
+        """Cut the connection mid-response: the client sees a truncated answer."""
+        ex.done = True
+        if self.active is ex:
+            self.active = None
+        self.server.finished(ex, status)
+        self.transport.close()
+
+    def _refuse(self, refusal: Refusal) -> None:
+        """Queue an answer for a request that broke a rule; read no more from this client."""
+        self.stopped = True
+        self.block(R_STOP)
+        ex = self.cur
+        self.cur = None
+        if ex is None:
+            ex = Exchange(self, b"")
+        ex.error = refusal
+        ex.keep_alive = False
+        if ex is self.active:
+            # The head already went upstream (the body broke later): cut that off.
+            if ex.upstream is not None:
+                ex.upstream.abort()
+            if ex.response_started:
+                self.abort(ex, refusal.status)
+            else:
+                self.respond_local(ex, refusal.status, refusal.message)
+        elif ex not in self.queue:
+            self.queue.append(ex)
+
+    def _upgrade(self, rest: bytes) -> None:
+        """The parser handed over at an upgrade: hold what follows until the 101."""
+        ex = self.cur
+        if ex is None:
+            ex = self.queue[-1] if self.queue else self.active
+        assert ex is not None
+        self.cur = None
+        self.stopped = True
+        self.block(R_STOP)
+        self.upgrading = ex
+        ex.tunnel_data = [rest] if rest else []
+
+    def start_tunnel(self, ex: Exchange, upstream: UpstreamConnection) -> None:
+        """The backend said 101: copy bytes both ways from now on."""
+        ex.done = True
+        self.active = None
+        self.server.finished(ex, 101)
+        self.tunnel = upstream
+        self.kind = K_NONE
+        self.deadline = 0.0
+        held = ex.tunnel_data or []
+        ex.tunnel_data = None
+        self.upgrading = None
+        if held:
+            upstream.transport.write(b"".join(held))
+        if self.write_paused:
+            upstream.pause_reading()
+        self.unblock(R_STOP)
+
+    def _shutdown(self) -> None:
+        """Close after the last answer; keep reading a little if input may be unread."""
+        if self.closing:
+            return
+        self.closing = True
+        self.stopped = True
+        self.upgrading = None
+        transport = self.transport
+        unread = self.cur is not None or bool(self.queue) or self.read_block & R_STOP
+        if unread and transport.can_write_eof():
+            # Closing with unread input makes the kernel send a reset that can destroy our
+            # answer before the client reads it; shut our side and drain theirs instead.
+            transport.write_eof()
+            self.kind = K_LINGER
+            self.deadline = self.server.clock() + self.config.linger_timeout
+            self.read_block = 0
+            transport.resume_reading()
+        else:
+            transport.close()
+
+    # -- flow control and deadlines ---------------------------------------------------------
+
+    def block(self, reason: int) -> None:
+        if self.read_block == 0 and not self.closed:
+            self.transport.pause_reading()
+            if self.kind == K_BODY:
+                self.deadline = 0.0
+        self.read_block |= reason
+
+    def unblock(self, reason: int) -> None:
+        if self.read_block & reason:
+            self.read_block &= ~reason
+            if self.read_block == 0 and not self.closed:
+                self.transport.resume_reading()
+                if self.kind == K_BODY:
+                    self.deadline = self.server.clock() + self.config.body_timeout
+
+    def drain(self) -> None:
+        """Close now if idle; otherwise the current answer carries Connection: close."""
+        if (
+            self.active is None
+            and self.cur is None
+            and not self.queue
+            and self.tunnel is None
+            and not self.closing
+        ):
+            self.transport.close()
+
+    def timed_out(self) -> None:
+        kind = self.kind
+        self.deadline = 0.0
+        if kind == K_HEAD and self.active is None and not self.queue:
+            ex = self.cur
+            self.cur = None
+            if ex is None:
+                ex = Exchange(self, b"")
+            ex.error = Refusal(
+                408, f"request head not received within {self.config.header_timeout:g}s"
+            )
+            self.stopped = True
+            self.block(R_STOP)
+            self.queue.append(ex)
+            self._next()
+        elif kind == K_BODY and self.active is not None and not self.active.response_started:
+            ex = self.active
+            if ex.upstream is not None:
+                ex.upstream.abort()
+            ex.error = Refusal(408, "request body stalled")
+            ex.keep_alive = False
+            self.stopped = True
+            self.respond_local(ex, 408, f"request body stalled for {self.config.body_timeout:g}s")
+        else:
+            self.transport.close()

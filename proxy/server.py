@@ -1,0 +1,335 @@
+"""The proxy server: listener, route table, backends, deadlines, drain and shutdown.
+
+``Server(config).run()`` installs uvloop and serves until stopped. With one worker (the
+default) the admin API runs in the same process and event loop as the proxy. With more, the
+process that runs ``Supervisor`` (proxy/workers.py) owns the admin API and each worker runs a
+``Server`` without one; see docs/proxy.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from proxy.access_log import AccessLog
+from proxy.admin import AdminServer, Control
+from proxy.config import Config
+from proxy.metrics import Metrics, render
+from proxy.protocol import ClientConnection, Exchange
+from proxy.upstream import Backend, UpstreamConnection
+from sws.errors import RouteTableError
+from sws.route_table import RouteTable
+
+log = logging.getLogger("sws.proxy")
+
+_HOST_CACHE_LIMIT = 4096
+
+
+def fields(**values: object) -> str:
+    """Render key=value pairs for a log line."""
+    return " ".join(f"{k}={v}" for k, v in values.items())
+
+
+def load_routes(path: str) -> RouteTable:
+    """Read a route table file; raise RouteTableError naming the file and the problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RouteTableError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RouteTableError(f"{path}: is not JSON ({exc})") from None
+    try:
+        return RouteTable.from_json_obj(obj)
+    except RouteTableError as exc:
+        raise RouteTableError(f"{path}: {exc.message}") from None
+
+
+class Server(Control):
+    """Runs one proxy process: the listener and, with one worker, the admin API."""
+
+    def __init__(self, config: Config, *, admin: bool = True, reuse_port: bool = False) -> None:
+        self.config = config
+        self._with_admin = admin
+        self._reuse_port = reuse_port
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.clock = _unset_clock
+        self.table = RouteTable.empty()
+        self.backends: dict[str, Backend] = {}
+        self._service_backends: dict[str, tuple[Backend, ...]] = {}
+        self._host_cache: dict[bytes, tuple[str, tuple[Backend, ...]] | None] = {}
+        self.clients: set[ClientConnection] = set()
+        self.upstreams: set[UpstreamConnection] = set()
+        self.draining = False
+        self.stopping = False
+        self.metrics = Metrics()
+        self.access_log = AccessLog() if config.access_log else None
+        self.turn = 0
+        self.retried = 0
+        self._rid_prefix = os.urandom(6).hex().encode()
+        self._rid_counter = 0
+        self._listener: asyncio.AbstractServer | None = None
+        self._admin: AdminServer | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+        # Set once listening, for callers that run the server in a thread.
+        self.started = threading.Event()
+        self.listen_port = 0
+        self.admin_port = 0
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until stopped (SIGTERM drains first)."""
+        uvloop.run(self.serve())
+
+    async def serve(self) -> None:
+        loop = self.loop = asyncio.get_running_loop()
+        self.clock = loop.time
+        self._stopped = loop.create_future()
+        config = self.config
+        if config.routes_file and self.table.version == 0 and not self.table.services:
+            self.set_routes(load_routes(config.routes_file))
+        self._listener = await loop.create_server(
+            lambda: ClientConnection(self),
+            config.listen_host,
+            config.listen_port,
+            backlog=2048,
+            reuse_port=self._reuse_port or None,
+        )
+        self.listen_port = self._listener.sockets[0].getsockname()[1]
+        if self._with_admin:
+            self._admin = AdminServer(self)
+            self.admin_port = await self._admin.start(config.admin_host, config.admin_port)
+        if threading.current_thread() is threading.main_thread():
+            loop.add_signal_handler(signal.SIGTERM, self.shutdown)
+            loop.add_signal_handler(signal.SIGINT, self.shutdown)
+        self._tick_handle = loop.call_later(config.tick, self._tick)
+        log.info(
+            "proxy_started %s",
+            fields(
+                listen=f"{config.listen_host}:{self.listen_port}",
+                admin=f"{config.admin_host}:{self.admin_port}" if self._with_admin else "-",
+                routes_version=self.table.version,
+                pid=os.getpid(),
+            ),
+        )
+        self.started.set()
+        try:
+            await self._stopped
+        finally:
+            await self._close()
+
+    def shutdown(self) -> None:
+        """Drain, then stop once connections reach zero or the drain timeout passes."""
+        if self._shutdown_task is None and self.loop is not None:
+            self._shutdown_task = self.loop.create_task(self._drain_and_stop())
+
+    def stop(self) -> None:
+        """Stop now (thread-safe)."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+
+        def _stop() -> None:
+            if self._stopped is not None and not self._stopped.done():
+                self._stopped.set_result(None)
+
+        loop.call_soon_threadsafe(_stop)
+
+    async def _drain_and_stop(self) -> None:
+        self.drain()
+        log.info(
+            "proxy_draining %s",
+            fields(connections=len(self.clients), timeout=self.config.drain_timeout),
+        )
+        deadline = self.clock() + self.config.drain_timeout
+        while self.clients and self.clock() < deadline:
+            await asyncio.sleep(self.config.tick)
+        log.info("proxy_stopping %s", fields(connections_left=len(self.clients)))
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    async def _close(self) -> None:
+        self.stopping = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if self._listener is not None:
+            self._listener.close()
+        if self._admin is not None:
+            self._admin.close()
+        for client in list(self.clients):
+            client.transport.close()
+        for upstream in list(self.upstreams):
+            upstream.transport.close()
+        if self.access_log is not None:
+            self.access_log.flush()
+        await asyncio.sleep(0)
+
+    def _tick(self) -> None:
+        now = self.clock()
+        for client in [c for c in self.clients if c.deadline and c.deadline <= now]:
+            client.timed_out()
+        for upstream in [u for u in self.upstreams if u.deadline and u.deadline <= now]:
+            upstream.timed_out()
+        if self.access_log is not None:
+            self.access_log.flush()
+        assert self.loop is not None
+        self._tick_handle = self.loop.call_later(self.config.tick, self._tick)
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def set_routes(self, table: RouteTable) -> None:
+        """Put ``table`` in force for every request started from now on."""
+        wanted = table.backends()
+        for addr in wanted:
+            backend = self.backends.get(addr)
+            if backend is None:
+                self.backends[addr] = Backend(addr)
+            else:
+                backend.retired = False
+        for addr, backend in list(self.backends.items()):
+            if addr not in wanted:
+                backend.retired = True
+                backend.close_idle()
+                del self.backends[addr]
+        self._service_backends = {
+            route.name: tuple(self.backends[a] for a in route.backends) for route in table.services
+        }
+        self._host_cache = {}
+        self.table = table
+
+    def route(self, host: bytes) -> tuple[str, tuple[Backend, ...]] | None:
+        """Return (service, backends) for a Host value, or None for an unknown host."""
+        cache = self._host_cache
+        try:
+            return cache[host]
+        except KeyError:
+            pass
+        route = self.table.lookup(host.decode("latin-1"))
+        found = None if route is None else (route.name, self._service_backends[route.name])
+        if len(cache) >= _HOST_CACHE_LIMIT:
+            cache.clear()
+        cache[host] = found
+        return found
+
+    def connect(self, backend: Backend, ex: Exchange) -> None:
+        assert self.loop is not None
+        self.loop.create_task(self._connect(backend, ex))
+
+    async def _connect(self, backend: Backend, ex: Exchange) -> None:
+        assert self.loop is not None
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: UpstreamConnection(self, backend), backend.host, backend.port
+                ),
+                self.config.connect_timeout,
+            )
+        except TimeoutError:
+            ex.client.connect_failed(
+                ex,
+                backend,
+                504,
+                f"backend {backend.addr} of {ex.service} did not accept a connection within "
+                f"{self.config.connect_timeout:g}s",
+            )
+        except OSError as exc:
+            ex.client.connect_failed(
+                ex,
+                backend,
+                502,
+                f"backend {backend.addr} of {ex.service} refused the connection "
+                f"({exc.strerror or exc})",
+            )
+        else:
+            ex.client.connected(ex, conn)
+
+    def next_request_id(self) -> bytes:
+        self._rid_counter += 1
+        return b"%s-%x" % (self._rid_prefix, self._rid_counter)
+
+    def finished(self, ex: Exchange, status: int) -> None:
+        """Count and log one answered request."""
+        duration = self.clock() - ex.start if ex.start else 0.0
+        self.metrics.observe(ex.service, status, duration)
+        access_log = self.access_log
+        if access_log is not None:
+            url = ex.url
+            query = url.find(b"?")
+            access_log.record(
+                host=ex.host.decode("latin-1"),
+                method=ex.method.decode("latin-1"),
+                path=(url if query < 0 else url[:query]).decode("latin-1"),
+                status=status,
+                nbytes=ex.bytes_out,
+                duration=duration,
+                service=ex.service,
+                backend=ex.backend.addr if ex.backend is not None else "",
+                request_id=ex.request_id.decode("latin-1"),
+            )
+
+    def log_error(self, event: str, exc: BaseException) -> None:
+        log.error("%s %s", event, fields(error=repr(exc)), exc_info=exc)
+
+    # -- Control (what the admin API drives) ------------------------------------------------
+
+    async def put_routes(self, table: RouteTable) -> None:
+        self.set_routes(table)
+        log.info("routes_swapped %s", fields(version=table.version, services=len(table.services)))
+
+    def routes(self) -> RouteTable:
+        return self.table
+
+    def drain(self) -> None:
+        self.draining = True
+        for client in list(self.clients):
+            client.drain()
+
+    async def set_draining(self, draining: bool) -> None:
+        if draining:
+            self.drain()
+        else:
+            self.draining = False
+        log.info(
+            "proxy_%s %s", "drain" if draining else "resume", fields(connections=len(self.clients))
+        )
+
+    async def health(self) -> dict[str, Any]:
+        return {
+            "status": "draining" if self.draining else "ok",
+            "version": self.table.version,
+            "connections": len(self.clients),
+        }
+
+    async def stats(self) -> dict[str, Any]:
+        """This process's counters, for the admin API or a supervisor adding workers up."""
+        return {
+            "metrics": self.metrics.snapshot(),
+            "connections": len(self.clients),
+            "draining": self.draining,
+            "version": self.table.version,
+        }
+
+    async def metrics_text(self) -> str:
+        return render(
+            self.metrics.snapshot(),
+            open_connections=len(self.clients),
+            route_version=self.table.version,
+            draining=self.draining,
+            workers=1,
+        )
+
+
+def _unset_clock() -> float:
+    raise RuntimeError("the server is not running")
