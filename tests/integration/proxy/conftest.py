@@ -238,7 +238,8 @@ class Backend:
         elif path == "/drop-next":
             self._drop_next.add(conn)
         head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-        writer.write(head % len(echo) + b"X-Backend: " + self.name.encode() + b"\r\n\r\n" + echo)
+        body = b"" if seen.method == "HEAD" else echo
+        writer.write(head % len(echo) + b"X-Backend: " + self.name.encode() + b"\r\n\r\n" + body)
         await writer.drain()
         return True
 
