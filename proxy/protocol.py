@@ -382,6 +382,8 @@ class ClientConnection(asyncio.Protocol):
             if int(cl) > 0:
                 ex.body = BODY_LENGTH
             lines.append(b"Content-Length: %s\r\n" % cl)
+        if method == b"CONNECT":
+            raise Refusal(405, "CONNECT is not supported by this proxy")
         if url[:1] != b"/" and url != b"*":
             url, host = self._absolute_form(url, method)
             lines = [lines[0]] + [ln for ln in lines[1:] if ln[:5].lower() != b"host:"]
@@ -397,8 +399,6 @@ class ClientConnection(asyncio.Protocol):
                 lines = [lines[0]] + [
                     ln for ln in lines[1:] if ln.split(b":", 1)[0].lower() not in drop
                 ]
-        if method == b"CONNECT":
-            raise Refusal(405, "CONNECT is not supported by this proxy")
         if parser.should_upgrade():
             if upgrade is None:
                 raise Refusal(400, "bad request: Connection: upgrade without Upgrade")

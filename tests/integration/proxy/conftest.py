@@ -214,7 +214,7 @@ class Backend:
             return False
         elif path.startswith("/status/"):
             code = int(path[8:])
-            writer.write(b"HTTP/1.1 %d X\r\nETag: \"e\"\r\n\r\n" % code)
+            writer.write(b'HTTP/1.1 %d X\r\nETag: "e"\r\n\r\n' % code)
             return True
         elif path.startswith("/big/"):
             n = int(path[5:])
@@ -264,7 +264,11 @@ class ProxyHandle:
         self.thread.join(DEADLINE)
 
     def admin(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
-        data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        data = (
+            b""
+            if body is None
+            else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        )
         with socket.create_connection(("127.0.0.1", self.admin_port), timeout=DEADLINE) as s:
             s.sendall(
                 b"%s %s HTTP/1.1\r\nHost: admin\r\nContent-Length: %d\r\n\r\n%s"
@@ -475,7 +479,9 @@ class WsEcho:
             return await websockets.serve(echo, "127.0.0.1", 0)
 
         self.server = lt.run(start())
-        self.port = self.server.sockets[0].getsockname()[1] if hasattr(self.server, "sockets") else 0
+        self.port = (
+            self.server.sockets[0].getsockname()[1] if hasattr(self.server, "sockets") else 0
+        )
         if not self.port:
             self.port = next(iter(self.server.sockets)).getsockname()[1]
 

@@ -202,9 +202,7 @@ def test_request_id_is_kept_or_generated(proxy: ProxyHandle) -> None:
     assert first and second and first != second
 
 
-def test_slow_reader_backpressures_the_backend(
-    proxy: ProxyHandle, backend: Backend
-) -> None:
+def test_slow_reader_backpressures_the_backend(proxy: ProxyHandle, backend: Backend) -> None:
     size = 64 * 1024 * 1024
     client = proxy.client()
     client.sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 65536)

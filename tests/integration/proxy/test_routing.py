@@ -10,7 +10,9 @@ import pytest
 from .conftest import Backend, ProxyHandle, free_port, wait_for
 
 
-@pytest.mark.parametrize("host", ["web.test", "WEB.Test", "web.test:8080", "web.test.", "Web.Test.:1"])
+@pytest.mark.parametrize(
+    "host", ["web.test", "WEB.Test", "web.test:8080", "web.test.", "Web.Test.:1"]
+)
 def test_host_routes_ignoring_port_case_and_trailing_dot(
     proxy: ProxyHandle, backend: Backend, host: str
 ) -> None:
@@ -42,9 +44,7 @@ def test_refused_backend_is_502(proxy: ProxyHandle) -> None:
     assert dead.encode() in resp.body
 
 
-def test_refused_backend_is_retried_on_another(
-    proxy: ProxyHandle, backend: Backend
-) -> None:
+def test_refused_backend_is_retried_on_another(proxy: ProxyHandle, backend: Backend) -> None:
     dead = f"127.0.0.1:{free_port()}"
     proxy.put_routes(
         2, [{"name": "web", "domains": ["web.test"], "backends": [dead, backend.addr]}]
@@ -57,9 +57,7 @@ def test_refused_backend_is_retried_on_another(
     assert len(backend.requests) == 6
 
 
-def test_slow_backend_is_504(
-    proxy_factory: Callable[..., ProxyHandle], backend: Backend
-) -> None:
+def test_slow_backend_is_504(proxy_factory: Callable[..., ProxyHandle], backend: Backend) -> None:
     proxy = proxy_factory(upstream_timeout=0.3)
     proxy.put_routes(1, [{"name": "web", "domains": ["web.test"], "backends": [backend.addr]}])
     resp = proxy.client().get("/slow/3")
