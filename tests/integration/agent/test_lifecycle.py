@@ -122,7 +122,7 @@ def test_replica_that_exits_at_start_is_failing_with_its_exit_code(env: Env) -> 
         wait_until(
             lambda: (env.status("crash") or ("",))[0] == "failing", timeout=30, what="failing"
         )
-        state, message, _ = env.status("crash")  # type: ignore[misc]
+        _, message, _ = env.status("crash")  # type: ignore[misc]
         assert message == "replica 0 exited with code 3"
         failed = [m for r, m in env.events("crash") if r == "Failed"]
         assert failed and failed[0].startswith("replica 0 exited with code 3")
