@@ -1,0 +1,148 @@
+"""sws-proxy as a process: start-up, access log, SIGTERM drain-and-exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import Backend, Client, wait_for
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class ProxyProcess:
+    def __init__(self, tmp_path: Path, routes: dict[str, object], *args: str) -> None:
+        routes_file = tmp_path / "routes.json"
+        routes_file.write_text(json.dumps(routes))
+        self.stdout = open(tmp_path / "stdout", "w+b")  # noqa: SIM115
+        self.stderr = open(tmp_path / "stderr", "w+b")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "proxy",
+                "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                "--routes", str(routes_file), *args,
+            ],
+            cwd=ROOT,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        wait_for(lambda: b"proxy_started" in self.err() or self.proc.poll() is not None,
+                 what="proxy_started")
+        found = re.search(rb"listen=127.0.0.1:(\d+) admin=127.0.0.1:(\d+)", self.err())
+        assert found, self.err()
+        self.port, self.admin_port = int(found[1]), int(found[2])
+
+    def err(self) -> bytes:
+        return Path(self.stderr.name).read_bytes()
+
+    def out(self) -> bytes:
+        return Path(self.stdout.name).read_bytes()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[object]:
+    made: list[ProxyProcess] = []
+
+    def make(routes: dict[str, object], *args: str) -> ProxyProcess:
+        p = ProxyProcess(tmp_path, routes, *args)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+def _routes(backend: Backend) -> dict[str, object]:
+    return {"version": 3, "services": [{"name": "web", "domains": ["web.test"], "backends": [backend.addr]}]}
+
+
+def test_sigterm_drains_then_exits(start: object, backend: Backend) -> None:
+    proxy = start(_routes(backend), "--drain-timeout", "20")  # type: ignore[operator]
+    idle = Client(proxy.port)
+    assert idle.get().status == 200
+    busy = Client(proxy.port)
+    busy.send(b"GET /hold HTTP/1.1\r\nHost: web.test\r\n\r\n")
+    wait_for(lambda: any(r.path == "/hold" for r in backend.requests), what="held request")
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert idle.closed()
+    # Still running: the held request is in flight.
+    assert proxy.proc.poll() is None
+    backend.release()
+    resp = busy.response()
+    assert resp.status == 200 and resp.header("connection") == "close"
+    assert proxy.proc.wait(10) == 0
+    assert b"proxy_draining" in proxy.err()
+
+
+def test_sigterm_exits_after_the_drain_timeout(start: object, backend: Backend) -> None:
+    proxy = start(_routes(backend), "--drain-timeout", "0.5")  # type: ignore[operator]
+    busy = Client(proxy.port)
+    busy.send(b"GET /hold HTTP/1.1\r\nHost: web.test\r\n\r\n")
+    wait_for(lambda: any(r.path == "/hold" for r in backend.requests), what="held request")
+    began = time.monotonic()
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(10) == 0
+    assert time.monotonic() - began < 5
+    assert busy.closed()
+
+
+def test_access_log_is_one_json_line_per_request_without_query_or_secrets(
+    start: object, backend: Backend
+) -> None:
+    proxy = start(_routes(backend))  # type: ignore[operator]
+    client = Client(proxy.port)
+    client.get("/path/x?token=s3cret", extra="Authorization: Bearer s3cret\r\nX-Request-Id: rid-1\r\n")
+    client.get(host="nobody.test")
+    wait_for(lambda: proxy.out().count(b"\n") >= 2, what="two access log lines")
+    lines = [json.loads(line) for line in proxy.out().splitlines()]
+    first = lines[0]
+    assert first["host"] == "web.test"
+    assert first["method"] == "GET"
+    assert first["path"] == "/path/x"
+    assert first["status"] == 200
+    assert first["bytes"] > 0
+    assert first["duration"] >= 0
+    assert first["backend"] == backend.addr
+    assert first["service"] == "web"
+    assert first["request_id"] == "rid-1"
+    assert "time" in first
+    assert lines[1]["status"] == 404
+    assert b"s3cret" not in proxy.out() + proxy.err()
+
+
+def test_no_access_log(start: object, backend: Backend) -> None:
+    proxy = start(_routes(backend), "--no-access-log")  # type: ignore[operator]
+    Client(proxy.port).get()
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(10) == 0
+    assert proxy.out() == b""
+
+
+def test_bad_routes_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.json"
+    routes.write_text(json.dumps({"version": 1, "services": [{"name": "a", "domains": ["a.x"], "backends": ["x"]}]}))
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+         "--routes", str(routes)],
+        cwd=ROOT, capture_output=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == (
+        f'sws-proxy: {routes}: services[0].backends[0]: "x" is not ip:port'
+    )
