@@ -16,7 +16,6 @@ import websockets
 
 from proxy.config import Config
 from proxy.server import Server
-from sws.route_table import RouteTable
 
 DEADLINE = 10.0
 

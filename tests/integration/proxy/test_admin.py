@@ -52,7 +52,10 @@ def test_put_routes_swaps(proxy: ProxyHandle, backend_factory: Callable[[str], B
     status, body = proxy.admin(
         "PUT",
         "/routes",
-        {"version": 9, "services": [{"name": "web", "domains": ["new.test"], "backends": [other.addr]}]},
+        {
+            "version": 9,
+            "services": [{"name": "web", "domains": ["new.test"], "backends": [other.addr]}],
+        },
     )
     assert status == 200 and body == {"version": 9, "services": 1}
     client = proxy.client()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 
@@ -70,7 +71,7 @@ def test_chunked_response_is_relayed(proxy: ProxyHandle) -> None:
 def test_server_sent_events_arrive_as_sent(proxy: ProxyHandle, backend: Backend) -> None:
     client = proxy.client()
     client.send(b"GET /sse HTTP/1.1\r\nHost: web.test\r\nAccept: text/event-stream\r\n\r\n")
-    status, headers = client.head()
+    status, _headers = client.head()
     assert status == 200
     # The first event arrives while the backend is still holding the stream open.
     assert client.chunk() == b"data: one\n\n"
@@ -205,9 +206,9 @@ def test_request_id_is_kept_or_generated(proxy: ProxyHandle) -> None:
 def test_slow_reader_backpressures_the_backend(proxy: ProxyHandle, backend: Backend) -> None:
     size = 64 * 1024 * 1024
     client = proxy.client()
-    client.sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 65536)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     client.send(b"GET /big/%d HTTP/1.1\r\nHost: web.test\r\n\r\n" % size)
-    status, headers = client.head()
+    status, _headers = client.head()
     assert status == 200
     # While the client reads nothing, the backend cannot finish: the proxy is not
     # buffering the body for it.

@@ -27,17 +27,26 @@ class ProxyProcess:
         self.stderr = open(tmp_path / "stderr", "w+b")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "proxy",
-                "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-                "--routes", str(routes_file), *args,
+                sys.executable,
+                "-m",
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--routes",
+                str(routes_file),
+                *args,
             ],
             cwd=ROOT,
             stdout=self.stdout,
             stderr=self.stderr,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-        wait_for(lambda: b"proxy_started" in self.err() or self.proc.poll() is not None,
-                 what="proxy_started")
+        wait_for(
+            lambda: b"proxy_started" in self.err() or self.proc.poll() is not None,
+            what="proxy_started",
+        )
         found = re.search(rb"listen=127.0.0.1:(\d+) admin=127.0.0.1:(\d+)", self.err())
         assert found, self.err()
         self.port, self.admin_port = int(found[1]), int(found[2])
@@ -69,7 +78,10 @@ def start(tmp_path: Path) -> Iterator[object]:
 
 
 def _routes(backend: Backend) -> dict[str, object]:
-    return {"version": 3, "services": [{"name": "web", "domains": ["web.test"], "backends": [backend.addr]}]}
+    return {
+        "version": 3,
+        "services": [{"name": "web", "domains": ["web.test"], "backends": [backend.addr]}],
+    }
 
 
 def test_sigterm_drains_then_exits(start: object, backend: Backend) -> None:
@@ -107,7 +119,9 @@ def test_access_log_is_one_json_line_per_request_without_query_or_secrets(
 ) -> None:
     proxy = start(_routes(backend))  # type: ignore[operator]
     client = Client(proxy.port)
-    client.get("/path/x?token=s3cret", extra="Authorization: Bearer s3cret\r\nX-Request-Id: rid-1\r\n")
+    client.get(
+        "/path/x?token=s3cret", extra="Authorization: Bearer s3cret\r\nX-Request-Id: rid-1\r\n"
+    )
     client.get(host="nobody.test")
     wait_for(lambda: proxy.out().count(b"\n") >= 2, what="two access log lines")
     lines = [json.loads(line) for line in proxy.out().splitlines()]
@@ -136,11 +150,27 @@ def test_no_access_log(start: object, backend: Backend) -> None:
 
 def test_bad_routes_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     routes = tmp_path / "routes.json"
-    routes.write_text(json.dumps({"version": 1, "services": [{"name": "a", "domains": ["a.x"], "backends": ["x"]}]}))
+    routes.write_text(
+        json.dumps(
+            {"version": 1, "services": [{"name": "a", "domains": ["a.x"], "backends": ["x"]}]}
+        )
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-         "--routes", str(routes)],
-        cwd=ROOT, capture_output=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--routes",
+            str(routes),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 2
     assert result.stderr.decode().strip() == (
