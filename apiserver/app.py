@@ -40,6 +40,7 @@ def create_app(config: Config) -> Flask:
             errors.log_unavailable(e)
             response = jsonify({"status": "unavailable", "error": errors.UNAVAILABLE_MESSAGE})
             response.status_code = 503
+            response.headers["Retry-After"] = str(errors.RETRY_AFTER_S)
             return response
         return jsonify({"status": "ok"})
 
