@@ -1,0 +1,3 @@
+from swsctl.cli import main
+
+main()
