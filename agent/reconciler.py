@@ -152,7 +152,7 @@ class Agent:
         )
         listener: threading.Thread | None = None
         try:
-            if not self._prepare():
+            if not self.prepare():
                 return
             listener = threading.Thread(target=self._listen, name="sws-agent-listen", daemon=True)
             listener.start()
@@ -177,7 +177,7 @@ class Agent:
                 self._runtime.close()
             log.info(fmt("agent.stop", instance=self.config.instance))
 
-    def _prepare(self) -> bool:
+    def prepare(self) -> bool:
         """Apply migrations and make sure the services network exists, retrying until both work."""
         while not self._stopped.is_set():
             try:

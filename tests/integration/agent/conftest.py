@@ -150,7 +150,14 @@ class Env:
         labels = [f"sws.instance={self.instance}"]
         if service is not None:
             labels.append(f"sws.service={service}")
-        return list(self.docker.containers.list(all=all, filters={"label": labels}))
+        import docker.errors
+
+        found = []
+        for row in self.docker.api.containers(all=all, filters={"label": labels}):
+            # Listed, then removed by the agent before we look closer: it is gone.
+            with contextlib.suppress(docker.errors.NotFound):
+                found.append(self.docker.containers.get(row["Id"]))
+        return found
 
     def running(self, name: str, ready: int) -> bool:
         """The service runs with `ready` backends routed and its status says so."""
