@@ -46,9 +46,8 @@ from proxy.wire import (
     CONNECTION_KEEP_ALIVE,
     CRLF,
     LAST_CHUNK,
-    RESPONSE_SPECIAL,
     STATUS_LINES,
-    connection_tokens,
+    rewrite_response_fields,
 )
 from sws.route_table import split_backend
 
@@ -144,7 +143,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = HttpResponseParser(self)
         self.exchange: Exchange | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.raw = b""
         self.out: list[bytes] = []
         self.closed = False
         self.reused = False
@@ -166,6 +165,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_only = False
         self.keep_alive = False
         self.continued = False
+        self.raw = b""
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -216,7 +216,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
             return
         self.got_bytes = True
-        self.deadline = self.server.clock() + self.server.config.upstream_timeout
+        self.deadline = self.server.now + self.server.config.upstream_timeout
+        if not self.head_sent:
+            # Keep the bytes of a head still being received: it is rewritten from them.
+            self.raw = self.raw + data if self.raw else data
         out = self.out
         try:
             self.parser.feed_data(data)
@@ -280,42 +283,25 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+    # No on_header: the head is rewritten from the raw bytes (see rewrite_response_fields).
 
     def on_headers_complete(self) -> None:
         ex = self.exchange
         if ex is None:
             raise _BadResponse("a response nobody asked for")
         status = self.parser.get_status_code()
-        headers = self.headers
-        self.headers = []
-        out = self.out
-        lines: list[bytes] = [STATUS_LINES[status] if status < 1000 else b""]
         if status >= 1000:
             raise _BadResponse(f"status {status}")
-        cl: bytes | None = None
-        chunked = False
-        drop: set[bytes] | None = None
-        upgrade: bytes | None = None
-        for name, value in headers:
-            lname = name.lower()
-            if lname not in RESPONSE_SPECIAL:
-                lines.append(b"%s: %s\r\n" % (name, value))
-            elif lname == b"content-length":
-                cl = value
-            elif lname == b"transfer-encoding":
-                chunked = value.strip().lower().endswith(b"chunked")
-            elif lname == b"connection":
-                tokens = connection_tokens(value) - {b"close", b"keep-alive", b"upgrade"}
-                if tokens:
-                    drop = tokens if drop is None else drop | tokens
-            elif lname == b"upgrade":
-                upgrade = value
-        if drop:
-            lines = [lines[0]] + [
-                line for line in lines[1:] if line.split(b":", 1)[0].lower() not in drop
-            ]
+        raw = self.raw
+        end = raw.find(b"\r\n\r\n")
+        first = raw.find(b"\r\n")
+        fields, has_length, chunked, upgrade = rewrite_response_fields(raw[first:end])
+        self.raw = raw[end + 4 :]
+        out = self.out
+        lines: list[bytes] = [STATUS_LINES[status]]
+        if fields:
+            lines.append(fields[2:])
+            lines.append(CRLF)
         if status < 200:
             if status == 101:
                 if not ex.upgrade or upgrade is None:
@@ -337,8 +323,7 @@ class UpstreamConnection(asyncio.Protocol):
                 out.append(b"".join(lines))
             return
         ex.status = status
-        client = ex.client
-        keep = ex.keep_alive and not client.closing and not self.server.draining
+        keep = ex.keep_alive and not ex.client.closing and not self.server.draining
         if ex.upgrade:
             # The backend declined the upgrade; the client may already be sending the new
             # protocol, so this connection ends with this answer.
@@ -347,12 +332,8 @@ class UpstreamConnection(asyncio.Protocol):
             # Whether the client will still send the body it announced is unknown.
             keep = False
         if ex.is_head or status == 204 or status == 304:
-            if cl is not None:
-                lines.append(b"Content-Length: %s\r\n" % cl)
             self.head_only = ex.is_head
-        elif cl is not None:
-            lines.append(b"Content-Length: %s\r\n" % cl)
-        else:
+        elif not has_length:
             self.close_delimited = not chunked
             if ex.http10:
                 keep = False
@@ -365,6 +346,7 @@ class UpstreamConnection(asyncio.Protocol):
         out.append(b"".join(lines))
         ex.response_started = True
         self.head_sent = True
+        self.raw = b""
         if self.head_only:
             self.keep_alive = self.parser.should_keep_alive()
             self.done = True
@@ -398,7 +380,7 @@ class UpstreamConnection(asyncio.Protocol):
         ex.upstream = self
         self.idle = False
         self._reset()
-        self.deadline = self.server.clock() + self.server.config.upstream_timeout
+        self.deadline = self.server.now + self.server.config.upstream_timeout
         if ex.client.write_paused:
             self.pause_reading()
         elif self.read_paused:
@@ -454,7 +436,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.read_paused:
             self.resume_reading()
         self.idle = True
-        self.deadline = self.server.clock() + self.server.config.upstream_idle_timeout
+        self.deadline = self.server.now + self.server.config.upstream_idle_timeout
         backend.idle.append(self)
 
     def fail(self, status: int, message: str) -> None:
@@ -494,7 +476,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.read_paused:
             self.read_paused = False
             if self.exchange is not None:
-                self.deadline = self.server.clock() + self.server.config.upstream_timeout
+                self.deadline = self.server.now + self.server.config.upstream_timeout
             if not self.closed:
                 self.transport.resume_reading()
 

@@ -90,3 +90,74 @@ def local_response(
 def connection_tokens(value: bytes) -> set[bytes]:
     """Split a Connection field into lower-case option names."""
     return {t.strip().lower() for t in value.split(b",") if t.strip()}
+
+
+_RESPONSE_HOP = (
+    b"\r\nconnection:",
+    b"\r\nkeep-alive:",
+    b"\r\nproxy-connection:",
+    b"\r\nte:",
+    b"\r\ntrailer:",
+    b"\r\ntransfer-encoding:",
+    b"\r\nupgrade:",
+)
+
+
+def rewrite_response_fields(fields: bytes) -> tuple[bytes, bool, bool, bytes | None]:
+    """Drop hop-by-hop fields from a response's raw header lines.
+
+    ``fields`` is the head after the status line, without the blank line: each field is
+    preceded by CRLF (``b"\\r\\nServer: x\\r\\nDate: y"``). The parser has already accepted
+    it, so every line is a well-formed ``name: value``. Works on the bytes as received
+    instead of field by field, which spares a parser callback per field on every response.
+
+    Returns the fields to forward (each preceded by CRLF), whether Content-Length is
+    present, whether the body is chunked, and the Upgrade value if any.
+    """
+    lower = fields.lower()
+    has_length = b"\r\ncontent-length:" in lower
+    cuts: list[tuple[int, int]] = []
+    chunked = False
+    upgrade: bytes | None = None
+    extra: set[bytes] | None = None
+    for needle in _RESPONSE_HOP:
+        i = lower.find(needle)
+        while i >= 0:
+            j = lower.find(b"\r\n", i + 2)
+            if j < 0:
+                j = len(lower)
+            cuts.append((i, j))
+            value = fields[i + len(needle) : j].strip()
+            if needle == b"\r\ntransfer-encoding:":
+                chunked = value.lower().endswith(b"chunked")
+            elif needle == b"\r\nupgrade:":
+                upgrade = value
+            elif needle == b"\r\nconnection:":
+                tokens = connection_tokens(value) - _CONNECTION_KEYWORDS
+                if tokens:
+                    extra = tokens if extra is None else extra | tokens
+            i = lower.find(needle, j)
+    if extra:
+        for token in extra:
+            needle = b"\r\n" + token + b":"
+            i = lower.find(needle)
+            while i >= 0:
+                j = lower.find(b"\r\n", i + 2)
+                if j < 0:
+                    j = len(lower)
+                cuts.append((i, j))
+                i = lower.find(needle, j)
+    if not cuts:
+        return fields, has_length, chunked, upgrade
+    cuts.sort()
+    pieces: list[bytes] = []
+    at = 0
+    for i, j in cuts:
+        if i > at:
+            pieces.append(fields[at:i])
+        at = max(at, j)
+    pieces.append(fields[at:])
+    return b"".join(pieces), has_length, chunked, upgrade
+
+
+_CONNECTION_KEYWORDS = frozenset({b"close", b"keep-alive", b"upgrade"})
