@@ -120,7 +120,8 @@ class Server(Control):
             loop.add_signal_handler(signal.SIGINT, self.shutdown)
         self._tick_handle = loop.call_later(config.tick, self._tick)
         log.info(
-            "proxy_started %s",
+            "%s %s",
+            "proxy_started" if self._with_admin else "worker_started",
             fields(
                 listen=f"{config.listen_host}:{self.listen_port}",
                 admin=f"{config.admin_host}:{self.admin_port}" if self._with_admin else "-",

@@ -176,3 +176,47 @@ def test_bad_routes_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.stderr.decode().strip() == (
         f'sws-proxy: {routes}: services[0].backends[0]: "x" is not ip:port'
     )
+
+
+def test_workers_share_the_port_and_follow_the_admin_api(
+    start: object, backend: Backend, backend_factory: object
+) -> None:
+    proxy = start(_routes(backend), "--workers", "2", "--no-access-log")  # type: ignore[operator]
+    clients = [Client(proxy.port) for _ in range(24)]
+    prefixes = {dict(c.get().json()["headers"])["X-Request-Id"].rsplit("-", 1)[0] for c in clients}
+    assert len(prefixes) == 2, "connections should be spread over both workers"
+    admin = AdminClient(proxy.admin_port)
+    health = admin.call("GET", "/healthz")
+    assert health == {"status": "ok", "version": 3, "connections": 24, "workers": 2}
+    other = backend_factory("b")  # type: ignore[operator]
+    table = {
+        "version": 4,
+        "services": [{"name": "web", "domains": ["web.test"], "backends": [other.addr]}],
+    }
+    assert admin.call("PUT", "/routes", table) == {"version": 4, "services": 1}
+    assert all(c.get().json()["backend"] == "b" for c in clients)
+    metrics = admin.call("GET", "/metrics")
+    assert 'sws_proxy_requests_total{service="web",status="2xx"} 48' in metrics
+    assert "sws_proxy_workers 2" in metrics
+    assert admin.call("POST", "/drain")["status"] == "draining"
+    assert all(c.closed() for c in clients)
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(20) == 0
+
+
+class AdminClient:
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def call(self, method: str, path: str, body: object = None) -> object:
+        data = b"" if body is None else json.dumps(body).encode()
+        c = Client(self.port)
+        c.send(
+            b"%s %s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s"
+            % (method.encode(), path.encode(), len(data), data)
+        )
+        resp = c.response()
+        c.close()
+        if resp.header("content-type").startswith("application/json"):
+            return resp.json()
+        return resp.body.decode()
