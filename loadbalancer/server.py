@@ -78,7 +78,7 @@ class Server:
         checker = HealthChecker(pool, config.check_interval, config.check_timeout)
         api = AdminApi(pool, relay)
 
-        checks = loop.create_task(checker.run(), name="health-checks")
+        checks: asyncio.Task[None] | None = None
         listeners: list[asyncio.AbstractServer] = []
         admin: asyncio.AbstractServer | None = None
         try:
@@ -98,6 +98,7 @@ class Server:
                 config.admin.port,
                 reuse_address=True,
             )
+            checks = loop.create_task(checker.run(), name="health-checks")
             self.listen_addresses = [a for server in listeners for a in _bound(server)]
             self.admin_address = _bound(admin)[0]
             if threading.current_thread() is threading.main_thread():
@@ -119,7 +120,8 @@ class Server:
                 server.close()
             if admin is not None:
                 admin.close()
-            checks.cancel()
+            if checks is not None:
+                checks.cancel()
             relay.abort_all()
             self._loop = None
 
