@@ -63,6 +63,7 @@ def _backends(
 @click.option(
     "--backend",
     "backends",
+    envvar="SWS_LB_BACKEND",
     multiple=True,
     required=True,
     callback=_backends,
