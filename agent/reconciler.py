@@ -5,8 +5,9 @@ Theory of operation
 One thread runs passes. A pass reads the desired state in one confdb snapshot, lists this
 instance's containers (one Docker call; only new or not-yet-ready containers are probed or
 inspected), plans with the pure `sws.plan.plan` and executes the actions. Quick actions
-(create, start, remove, publish) run inline; slow ones (image pulls, graceful stops) run on a
-small worker pool, and the containers they concern are marked so later passes leave them be.
+(publish routes, remove a container that serves nothing, record status) run inline; slow ones
+(create with its image pull, graceful stop, proxy sync) run on a small worker pool, and what
+they concern is marked so later passes neither repeat nor disturb them.
 No pass waits for a container to become ready: while anything is in progress the plan asks
 for a short requeue, and a later pass carries on. So one service's rolling update never holds
 up another's.
@@ -42,6 +43,7 @@ from typing import Any
 import psycopg
 
 from agent.config import Config
+from agent.proxies import ProxySync
 from agent.runtime import (
     LABEL_GENERATION,
     LABEL_PORT,
@@ -127,10 +129,16 @@ class Agent:
         self._ready: set[str] = set()
         self._draining: dict[str, float] = {}
         self._stopping: set[str] = set()
-        self._pulling: set[str] = set()
+        # Names of containers a worker is creating: a pass must not plan them twice.
+        self._creating: set[str] = set()
         self._failures: dict[tuple[str, str], _FailureRecord] = {}
         self._pending_events: list[observed.Event] = []
-        self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sws-agent-work")
+        self._latest: RouteTable | None = None
+        self._proxies = ProxySync(config.proxies, config.database_url) if config.proxies else None
+        self._proxies_busy = False
+        # (version all proxies acknowledged, or -1 after a failure; when, on the monotonic clock)
+        self._proxies_synced: tuple[int, float] = (-1, 0.0)
+        self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sws-agent-work")
         self._probes = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sws-agent-probe")
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -173,6 +181,8 @@ class Agent:
             if listener is not None:
                 listener.join(timeout=5)
             self._close_db()
+            if self._proxies is not None:
+                self._proxies.close()
             if self._runtime is not None:
                 self._runtime.close()
             log.info(fmt("agent.stop", instance=self.config.instance))
@@ -255,6 +265,11 @@ class Agent:
                 log.warning(fmt("pass.failed", error=_first_line(e)))
                 self._close_db()
                 requeue = 1.0
+            except Exception:
+                # A bug must not take the platform's only reconciler down; log it and go on.
+                log.exception(fmt("pass.crashed"))
+                self._close_db()
+                requeue = 1.0
             timeout = (
                 self.config.interval if requeue is None else min(requeue, self.config.interval)
             )
@@ -295,12 +310,13 @@ class Agent:
         snapshot = observed.read_snapshot(conn)
         desired = self._desired(snapshot)
         containers = self.observe()
+        self._latest = (
+            routes.table_from_row(*snapshot.routes) if snapshot.routes is not None else None
+        )
         world = World(
             now=time.time(),
             containers=tuple(containers),
-            routes=(
-                routes.table_from_row(*snapshot.routes) if snapshot.routes is not None else None
-            ),
+            routes=self._latest,
             statuses=snapshot.statuses,
             replica_statuses=snapshot.replicas,
             failures=self._failure_view(desired),
@@ -314,6 +330,7 @@ class Agent:
         if writes:
             for name in observed.write_observed(conn, writes):
                 log.info(fmt("service.deleted", service=name))
+        self._sync_proxies()
         self.passes += 1
         if len(result.actions) > 0:
             log.debug(
@@ -428,7 +445,11 @@ class Agent:
 
     def _execute(self, result: Plan, writes: observed.Writes) -> None:
         finished: set[str] = set()
+        published = True
         for action in result.actions:
+            if isinstance(action, Drain) and not published:
+                # The table without this container is not out: it must keep running.
+                continue
             try:
                 if isinstance(action, FinishDeletion):
                     if self._finish_deletion(action, writes):
@@ -442,12 +463,21 @@ class Agent:
                 raise
             except SwsError as e:
                 log.warning(fmt("action.failed", action=type(action).__name__, error=e.message))
+                if isinstance(action, PublishRoutes):
+                    published = False
 
     def _act(self, action: Any, writes: observed.Writes) -> None:
         if isinstance(action, CreateReplica):
-            self._create(action, writes)
+            with self._mutex:
+                if action.name in self._creating:
+                    return
+                self._creating.add(action.name)
+            self._workers.submit(self._create_worker, action)
         elif isinstance(action, StartReplica):
-            self._start(action.service, action.container_id, action.name, writes)
+            with self._mutex:
+                if action.name in self._creating:
+                    return
+            self._start(action.service, action.container_id, action.name, writes.events)
         elif isinstance(action, PublishRoutes):
             self._publish(action)
         elif isinstance(action, Drain):
@@ -474,14 +504,26 @@ class Agent:
                 observed.Event(action.service, action.reason, action.message, action.type.value)
             )
 
-    def _create(self, action: CreateReplica, writes: observed.Writes) -> None:
+    def _create_worker(self, action: CreateReplica) -> None:
+        events: list[observed.Event] = []
+        try:
+            self._create(action, events)
+        except SwsError as e:
+            log.warning(fmt("replica.create_failed", name=action.name, error=e.message))
+        finally:
+            with self._mutex:
+                self._creating.discard(action.name)
+                self._pending_events.extend(events)
+            self._wake.set()
+
+    def _create(self, action: CreateReplica, events: list[observed.Event]) -> None:
+        """Create and start one replica, pulling its image first if it is not here."""
         spec = action.spec
         template = spec.template_hash()
         if action.replace is not None:
             self.runtime.remove(action.replace, force=True)
             self._forget(action.replace)
-        if not self.runtime.has_image(spec.image):
-            self._pull_later(action.service, template, spec.image)
+        if not self._ensure_image(action.service, template, spec.image, events):
             return
         volume = spec.volume_name
         if volume is not None:
@@ -508,8 +550,10 @@ class Agent:
             # Made by an earlier pass that did not live to see it; the next pass will.
             log.info(fmt("replica.exists", service=action.service, name=action.name))
             return
+        except Unavailable:
+            raise
         except SwsError as e:
-            self._fail_create(action.service, template, action.replica, e, writes)
+            self._fail_create(action.service, template, action.replica, e, events)
             return
         log.info(
             fmt(
@@ -521,7 +565,7 @@ class Agent:
                 image=spec.image,
             )
         )
-        writes.events.append(
+        events.append(
             observed.Event(
                 action.service,
                 "Created",
@@ -529,14 +573,41 @@ class Agent:
                 f"{action.generation}, image {spec.image})",
             )
         )
-        self._start(action.service, container_id, action.name, writes, template, action.replica)
+        self._start(action.service, container_id, action.name, events, template, action.replica)
+
+    def _ensure_image(
+        self, service: str, template: str, image: str, events: list[observed.Event]
+    ) -> bool:
+        """Use a local image, else pull it; a failed pull is the template's failure."""
+        if self.runtime.has_image(image):
+            return True
+        log.info(fmt("image.pull", service=service, image=image))
+        try:
+            self.runtime.pull(image)
+        except NotFound:
+            message = f"image not found: {image}"
+            log.warning(fmt("image.not_found", service=service, image=image))
+            self._remember_failure(service, template, "", message)
+            events.append(observed.Event(service, "ImageNotFound", message, "Warning"))
+            return False
+        except Unavailable:
+            raise
+        except SwsError as e:
+            message = f"image pull failed: {image}: {e.message}"
+            log.warning(fmt("image.pull_failed", service=service, image=image, error=e.message))
+            self._remember_failure(service, template, "", message)
+            events.append(observed.Event(service, "Failed", message, "Warning"))
+            return False
+        log.info(fmt("image.pulled", image=image))
+        events.append(observed.Event(service, "Pulled", f"pulled {image}"))
+        return True
 
     def _start(
         self,
         service: str,
         container_id: str,
         name: str,
-        writes: observed.Writes,
+        events: list[observed.Event],
         template: str = "",
         replica: int = -1,
     ) -> None:
@@ -548,21 +619,26 @@ class Agent:
             with contextlib.suppress(SwsError):
                 self.runtime.remove(container_id, force=True)
             if template:
-                self._fail_create(service, template, replica, e, writes)
+                self._fail_create(service, template, replica, e, events)
             else:
                 log.warning(
                     fmt("replica.start_failed", service=service, name=name, error=e.message)
                 )
             return
-        writes.events.append(observed.Event(service, "Started", f"started {name}"))
+        events.append(observed.Event(service, "Started", f"started {name}"))
 
     def _fail_create(
-        self, service: str, template: str, replica: int, error: SwsError, writes: observed.Writes
+        self,
+        service: str,
+        template: str,
+        replica: int,
+        error: SwsError,
+        events: list[observed.Event],
     ) -> None:
         message = f"replica {replica} could not start: {error.message}"
         self._remember_failure(service, template, "", message)
         log.warning(fmt("replica.failed", service=service, replica=replica, error=error.message))
-        writes.events.append(observed.Event(service, "Failed", message, "Warning"))
+        events.append(observed.Event(service, "Failed", message, "Warning"))
 
     def _publish(self, action: PublishRoutes) -> None:
         try:
@@ -581,8 +657,36 @@ class Agent:
                 backends=len(table.backends()),
             )
         )
+        self._latest = table
         if self._on_routes is not None:
             self._on_routes(table)
+
+    def _sync_proxies(self) -> None:
+        """Start a proxy sync on a worker if a proxy may be behind the latest table."""
+        table = self._latest
+        if self._proxies is None or table is None:
+            return
+        version, at = self._proxies_synced
+        since = time.monotonic() - at
+        # A new table goes out at once; after a failure, retry at most once a second.
+        behind = version != table.version and (version >= 0 or since >= 1.0)
+        with self._mutex:
+            if self._proxies_busy or not (behind or since >= self.config.interval):
+                return
+            self._proxies_busy = True
+        self._workers.submit(self._proxy_worker, self._proxies, table)
+
+    def _proxy_worker(self, sync: ProxySync, table: RouteTable) -> None:
+        try:
+            results = sync.sync(table)
+            ok = all(state == "serving" for _, state, _ in results.values())
+            self._proxies_synced = (table.version if ok else -1, time.monotonic())
+        except Exception:
+            log.exception(fmt("proxies.sync_crashed"))
+            self._proxies_synced = (-1, time.monotonic())
+        finally:
+            with self._mutex:
+                self._proxies_busy = False
 
     def _stop_worker(self, action: StopReplica) -> None:
         try:
@@ -598,36 +702,6 @@ class Agent:
         finally:
             self._forget(action.container_id)
             self._wake.set()
-
-    def _pull_later(self, service: str, template: str, image: str) -> None:
-        with self._mutex:
-            if image in self._pulling:
-                return
-            self._pulling.add(image)
-        log.info(fmt("image.pull", service=service, image=image))
-        self._workers.submit(self._pull_worker, service, template, image)
-
-    def _pull_worker(self, service: str, template: str, image: str) -> None:
-        try:
-            self.runtime.pull(image)
-            log.info(fmt("image.pulled", image=image))
-            event = observed.Event(service, "Pulled", f"pulled {image}")
-        except NotFound:
-            message = f"image not found: {image}"
-            log.warning(fmt("image.not_found", service=service, image=image))
-            self._remember_failure(service, template, "", message)
-            event = observed.Event(service, "ImageNotFound", message, "Warning")
-        except SwsError as e:
-            message = f"image pull failed: {image}: {e.message}"
-            log.warning(fmt("image.pull_failed", service=service, image=image, error=e.message))
-            self._remember_failure(service, template, "", message)
-            event = observed.Event(service, "Failed", message, "Warning")
-        finally:
-            with self._mutex:
-                self._pulling.discard(image)
-            self._wake.set()
-        with self._mutex:
-            self._pending_events.append(event)
 
     def _record_failure(self, action: RecordFailure, writes: observed.Writes) -> None:
         self._remember_failure(
