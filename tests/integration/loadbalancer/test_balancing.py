@@ -175,3 +175,26 @@ def test_no_available_backend_closes_the_client(balancer_factory) -> None:
         assert lb.admin.json("GET", "/healthz") == (200, {"status": "ok"})
     finally:
         a.stop()
+
+
+def test_connect_timeout_moves_the_client_to_the_other_backend(balancer_factory) -> None:
+    # A listener that never accepts, with room for one queued connection: the first health
+    # check takes that room, after which the kernel drops SYNs and connects hang.
+    frozen = socket.socket()
+    frozen.bind(("127.0.0.1", 0))
+    frozen.listen(0)
+    b = NamedHttpServer("b").start()
+    try:
+        lb = balancer_factory(
+            f"a=127.0.0.1:{frozen.getsockname()[1]}",
+            backend_spec(b),
+            check_interval=60.0,
+            connect_timeout=0.3,
+        )
+        wait_for(lambda: lb.admin.backend("a")["health"] == "up")
+        assert [one_request(lb) for _ in range(4)] == ["b"] * 4
+        state = lb.admin.backend("a")
+        assert (state["health"], state["connect_failures"]) == ("down", 1)
+    finally:
+        frozen.close()
+        b.stop()
