@@ -294,8 +294,7 @@ class ClientConnection(asyncio.Protocol):
         ex.start = server.clock()  # precise: it feeds the latency figures
         self.head_raw = 0
         method = ex.method = parser.get_method()
-        ex.keep_alive = parser.should_keep_alive()
-        ex.http10 = parser.get_http_version() == "1.0"
+        keep_alive = ex.keep_alive = parser.should_keep_alive()
         ex.is_head = method == b"HEAD"
         url = ex.url
         lines: list[bytes] = [b""]
@@ -359,15 +358,19 @@ class ClientConnection(asyncio.Protocol):
                 raise Refusal(400, "bad request: no Host header")
             host = b""
         ex.host = host
+        # Only HTTP/1.0 keeps alive by default without a Connection field and only HTTP/1.0
+        # needs one to keep alive, so the version string is needed only when one was sent.
+        if conn is None:
+            ex.http10 = not keep_alive
+        else:
+            ex.http10 = parser.get_http_version() == "1.0"
         if conn is not None:
             drop = connection_tokens(conn) - {b"close", b"keep-alive", b"upgrade"}
             if drop:
                 lines = [lines[0]] + [
                     ln for ln in lines[1:] if ln.split(b":", 1)[0].lower() not in drop
                 ]
-        if parser.should_upgrade():
-            if upgrade is None:
-                raise Refusal(400, "bad request: Connection: upgrade without Upgrade")
+        if upgrade is not None and parser.should_upgrade():
             if ex.body != BODY_NONE:
                 raise Refusal(400, "bad request: an upgrade request cannot have a body")
             ex.upgrade = True
@@ -569,7 +572,7 @@ class ClientConnection(asyncio.Protocol):
         if ex.close_after or self.eof:
             self._shutdown()
             return
-        if not self._starting:
+        if self.queue and not self._starting:
             self._next()
         if self.active is None and self.cur is None and not self.queue:
             if self.server.draining:

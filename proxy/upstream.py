@@ -56,6 +56,10 @@ if TYPE_CHECKING:
     from proxy.server import Server
 
 
+_CACHED_HEADS = 64
+_CACHED_HEAD_LIMIT = 2048
+
+
 class _HeadDone(Exception):
     """Stops the response parser after the head of a response that has no body."""
 
@@ -71,6 +75,7 @@ class Backend:
         "addr",
         "connections",
         "failed_until",
+        "heads",
         "host",
         "idle",
         "inflight",
@@ -85,6 +90,7 @@ class Backend:
         self.connections = 0
         self.idle: list[UpstreamConnection] = []
         self.failed_until = 0.0
+        self.heads: dict[bytes, tuple[bytes, bool, bool, bytes | None]] = {}
         # Set when a route swap dropped this backend: its connections finish what they carry
         # and then close instead of going back to the pool.
         self.retired = False
@@ -295,7 +301,18 @@ class UpstreamConnection(asyncio.Protocol):
         raw = self.raw
         end = raw.find(b"\r\n\r\n")
         first = raw.find(b"\r\n")
-        fields, has_length, chunked, upgrade = rewrite_response_fields(raw[first:end])
+        fields = raw[first:end]
+        # A backend tends to send the same head again and again (often only Date differs
+        # from one second to the next), so rewritten heads are remembered per backend.
+        cache = self.backend.heads
+        rewritten = cache.get(fields)
+        if rewritten is None:
+            rewritten = rewrite_response_fields(fields)
+            if len(fields) <= _CACHED_HEAD_LIMIT:
+                if len(cache) >= _CACHED_HEADS:
+                    cache.clear()
+                cache[fields] = rewritten
+        fields, has_length, chunked, upgrade = rewritten
         self.raw = raw[end + 4 :]
         out = self.out
         lines: list[bytes] = [STATUS_LINES[status]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 
 # Hop-by-hop fields (RFC 9110 7.6.1) plus the ones the proxy re-frames or sets itself; the
@@ -92,15 +93,14 @@ def connection_tokens(value: bytes) -> set[bytes]:
     return {t.strip().lower() for t in value.split(b",") if t.strip()}
 
 
-_RESPONSE_HOP = (
-    b"\r\nconnection:",
-    b"\r\nkeep-alive:",
-    b"\r\nproxy-connection:",
-    b"\r\nte:",
-    b"\r\ntrailer:",
-    b"\r\ntransfer-encoding:",
-    b"\r\nupgrade:",
+# Hop-by-hop response fields, and Content-Length (kept, but its presence decides framing).
+# Field lines follow a CRLF, so a match is always a whole field name.
+_RESPONSE_FIELD = re.compile(
+    rb"\r\n(connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade"
+    rb"|content-length)[ \t]*:[ \t]*([^\r]*)",
+    re.IGNORECASE,
 )
+_CONNECTION_KEYWORDS = frozenset({b"close", b"keep-alive", b"upgrade"})
 
 
 def rewrite_response_fields(fields: bytes) -> tuple[bytes, bool, bool, bytes | None]:
@@ -114,39 +114,31 @@ def rewrite_response_fields(fields: bytes) -> tuple[bytes, bool, bool, bytes | N
     Returns the fields to forward (each preceded by CRLF), whether Content-Length is
     present, whether the body is chunked, and the Upgrade value if any.
     """
-    lower = fields.lower()
-    has_length = b"\r\ncontent-length:" in lower
-    cuts: list[tuple[int, int]] = []
+    has_length = False
     chunked = False
     upgrade: bytes | None = None
     extra: set[bytes] | None = None
-    for needle in _RESPONSE_HOP:
-        i = lower.find(needle)
-        while i >= 0:
-            j = lower.find(b"\r\n", i + 2)
-            if j < 0:
-                j = len(lower)
-            cuts.append((i, j))
-            value = fields[i + len(needle) : j].strip()
-            if needle == b"\r\ntransfer-encoding:":
-                chunked = value.lower().endswith(b"chunked")
-            elif needle == b"\r\nupgrade:":
-                upgrade = value
-            elif needle == b"\r\nconnection:":
+    cuts: list[tuple[int, int]] = []
+    for match in _RESPONSE_FIELD.finditer(fields):
+        name = match[1].lower()
+        if name == b"content-length":
+            has_length = True
+            continue
+        cuts.append(match.span())
+        if name == b"transfer-encoding":
+            chunked = match[2].rstrip().lower().endswith(b"chunked")
+        elif name == b"upgrade":
+            upgrade = match[2].rstrip()
+        elif name == b"connection":
+            value = match[2].rstrip().lower()
+            if value not in _CONNECTION_KEYWORDS:
                 tokens = connection_tokens(value) - _CONNECTION_KEYWORDS
                 if tokens:
                     extra = tokens if extra is None else extra | tokens
-            i = lower.find(needle, j)
     if extra:
-        for token in extra:
-            needle = b"\r\n" + token + b":"
-            i = lower.find(needle)
-            while i >= 0:
-                j = lower.find(b"\r\n", i + 2)
-                if j < 0:
-                    j = len(lower)
-                cuts.append((i, j))
-                i = lower.find(needle, j)
+        names = b"|".join(re.escape(t) for t in sorted(extra))
+        pattern = re.compile(rb"\r\n(?:" + names + rb")[ \t]*:[^\r]*", re.IGNORECASE)
+        cuts.extend(m.span() for m in pattern.finditer(fields))
     if not cuts:
         return fields, has_length, chunked, upgrade
     cuts.sort()
@@ -158,6 +150,3 @@ def rewrite_response_fields(fields: bytes) -> tuple[bytes, bool, bool, bytes | N
         at = max(at, j)
     pieces.append(fields[at:])
     return b"".join(pieces), has_length, chunked, upgrade
-
-
-_CONNECTION_KEYWORDS = frozenset({b"close", b"keep-alive", b"upgrade"})
