@@ -121,3 +121,51 @@ def test_backend_reset_closes_the_client(balancer_factory) -> None:
         wait_for(lambda: lb.admin.backend("r")["open_connections"] == 0)
     finally:
         listener.close()
+
+
+def test_a_client_that_does_not_read_holds_the_backend_back(balancer_factory) -> None:
+    """Flow control: the balancer must not soak up a stream its client is not reading."""
+    total = 128 * 1024 * 1024
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent = 0
+    done = threading.Event()
+
+    def stream() -> None:
+        nonlocal sent
+        while True:
+            conn, _ = listener.accept()
+            if conn.recv(1) == b"g":  # not a health check
+                break
+            conn.close()
+        block = b"x" * (1 << 16)
+        with conn:
+            while sent < total:
+                conn.sendall(block)
+                sent += len(block)
+        done.set()
+
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    try:
+        lb = balancer_factory(f"s=127.0.0.1:{listener.getsockname()[1]}")
+        with lb.connect() as sock:
+            sock.sendall(b"g")
+            # Wait until the backend can push no further: the amount stops growing.
+            seen: list[int] = []
+
+            def stalled() -> bool:
+                seen.append(sent)
+                return len(seen) > 20 and seen[-1] == seen[-20] > 0
+
+            wait_for(stalled, timeout=10, interval=0.02)
+            held_back = sent
+            received = 0
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        assert done.is_set()
+        assert received == total
+        # Kernel socket buffers on two hops account for a few MiB; the balancer itself may
+        # hold two 256 KiB write buffers. Without flow control it would take all 128 MiB.
+        assert held_back < 32 * 1024 * 1024, f"{held_back} bytes left the backend unread"
+    finally:
+        listener.close()
