@@ -98,7 +98,7 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(port: int, seconds: float, connections: int, cpu: str) -> tuple[float, float]:
+def wrk(port: int, seconds: float, connections: int, cpu: str) -> tuple[float, float, int]:
     out = subprocess.run(
         [
             "taskset",
@@ -119,7 +119,22 @@ def wrk(port: int, seconds: float, connections: int, cpu: str) -> tuple[float, f
     p99 = to_ms(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
     if "Non-2xx" in out or "Socket errors" in out:
         print(out, file=sys.stderr)
-    return rps, p99
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    return rps, p99, requests
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes have used so far."""
+    total = 0
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(stat[11]) + int(stat[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
 
 
 def main() -> int:
@@ -194,34 +209,48 @@ def main() -> int:
         for port in (BACKEND_PORT, NGINX_PORT, SWS_PORT):
             wait_port(port)
         targets = {"nginx": NGINX_PORT, "sws-proxy": SWS_PORT}
+        # The processes doing the proxying: nginx's worker (the master's child) and ours.
+        pids = {"nginx": children(procs[1].pid), "sws-proxy": [procs[2].pid]}
         for port in targets.values():
             wrk(port, args.warmup, args.connections, load_cpu)
-        results: dict[str, list[tuple[float, float]]] = {k: [] for k in targets}
+        results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in targets}
         for r in range(args.rounds):
             order = list(targets) if r % 2 == 0 else list(reversed(targets))
             for name in order:
-                results[name].append(wrk(targets[name], args.duration, args.connections, load_cpu))
-                rps, p99 = results[name][-1]
-                print(f"round {r + 1} {name:10s} {rps:10.0f} req/s  p99 {p99:8.2f} ms", flush=True)
+                before = cpu_seconds(pids[name])
+                rps, p99, n = wrk(targets[name], args.duration, args.connections, load_cpu)
+                cpu_us = (cpu_seconds(pids[name]) - before) / max(n, 1) * 1e6
+                results[name].append((rps, p99, cpu_us))
+                print(
+                    f"round {r + 1} {name:10s} {rps:10.0f} req/s  p99 {p99:8.2f} ms  "
+                    f"cpu {cpu_us:6.1f} us/req",
+                    flush=True,
+                )
         summary = {
             name: {
                 "rps": statistics.median(x[0] for x in runs),
                 "p99_ms": statistics.median(x[1] for x in runs),
+                "cpu_us_per_request": statistics.median(x[2] for x in runs),
             }
             for name, runs in results.items()
         }
-        ratio_rps = summary["sws-proxy"]["rps"] / summary["nginx"]["rps"]
-        ratio_p99 = summary["sws-proxy"]["p99_ms"] / summary["nginx"]["p99_ms"]
+        sws, ngx = summary["sws-proxy"], summary["nginx"]
+        ratio_rps = sws["rps"] / ngx["rps"]
+        ratio_p99 = sws["p99_ms"] / ngx["p99_ms"]
+        ratio_cpu = sws["cpu_us_per_request"] / ngx["cpu_us_per_request"]
         print()
         print(
             f"settings: wrk -t1 -c{args.connections} -d{args.duration:g}s, {args.rounds} rounds "
             f"(median), backend+wrk on cpu {load_cpu}, proxy on cpu {proxy_cpu}"
         )
-        for name, s in summary.items():
-            print(f"{name:10s} {s['rps']:10.0f} req/s   p99 {s['p99_ms']:8.2f} ms")
+        for name, v in summary.items():
+            print(
+                f"{name:10s} {v['rps']:10.0f} req/s   p99 {v['p99_ms']:8.2f} ms   "
+                f"cpu {v['cpu_us_per_request']:6.1f} us/req"
+            )
         print(
             f"ratio sws-proxy/nginx: requests/s {ratio_rps:.2f}x (target >= 1.0), "
-            f"p99 {ratio_p99:.2f}x (target <= 1.2)"
+            f"p99 {ratio_p99:.2f}x (target <= 1.2), cpu per request {ratio_cpu:.2f}x"
         )
         out_dir = ROOT / "bench" / "results"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -231,6 +260,7 @@ def main() -> int:
                     "summary": summary,
                     "ratio_rps": ratio_rps,
                     "ratio_p99": ratio_p99,
+                    "ratio_cpu": ratio_cpu,
                     "runs": results,
                     "args": vars(args),
                 },
