@@ -653,7 +653,11 @@ def _plan_service(
             and c.serving_candidate
             and c.id not in retiring
         )
-        status = ServiceStatus(
-            "starting", f"{updated}/{want} ready", previous_observed, ready_count
+        outdated = any(c.template_hash != current for c in live)
+        message = (
+            f"updating: {updated}/{want} replaced, {ready_count} ready"
+            if outdated
+            else f"{updated}/{want} ready"
         )
+        status = ServiceStatus("starting", message, previous_observed, ready_count)
     _write_status(name, status, rows, world, acc)

@@ -273,6 +273,8 @@ def test_old_replica_leaves_only_after_new_one_is_published() -> None:
     p = plan([desired(new_spec, generation=2)], world, SETTINGS)
     assert of(p, PublishRoutes)[0].routes == (route_of(new_spec, new),)
     assert of(p, Drain) == [Drain("web", old.id)]
+    st = status_of(p)
+    assert (st.state, st.message) == ("starting", "updating: 1/1 replaced, 1 ready")
 
 
 def test_failed_new_replica_keeps_old_serving_and_backs_off() -> None:
