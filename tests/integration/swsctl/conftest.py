@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,10 +11,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from click.testing import CliRunner, Result
 
+from apiserver.auth import new_token
+from confdb.users import create_user_or_fail
 from swsctl.cli import main
 from tests.conftest import wait_until
 
@@ -27,19 +31,11 @@ class LiveApi:
     log: Path
 
     def create_user(self, name: str, *, admin: bool = False) -> str:
-        args = [sys.executable, "-m", "apiserver", "create-user", name]
-        if admin:
-            args.append("--admin")
-        done = subprocess.run(
-            args,
-            env={**os.environ, "SWS_DATABASE_URL": self.database_url},
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        """A user and its token (sws-apiserver create-user is tested on its own)."""
+        token = new_token()
+        with psycopg.connect(self.database_url) as conn:
+            create_user_or_fail(conn, name, token, is_admin=admin)
+        return token
 
 
 def free_port() -> int:
@@ -87,7 +83,7 @@ def live_api(
     else:
         pytest.fail(f"apiserver did not start:\n{log.read_text()}")
     yield LiveApi(url, database_url, log)
-    process.terminate()
+    process.send_signal(signal.SIGQUIT)  # gunicorn's quick shutdown: nothing is in flight
     process.wait(20)
 
 
