@@ -86,6 +86,7 @@ class Backend:
     /big/<n>           n bytes of body; ``big_done`` is set once all are written
     /hop               an answer full of hop-by-hop fields
     /progress          record each body piece as it arrives (``progress``)
+    /stall             read no body until release(), then echo
     /drop-next         answer, then drop the connection at its next request unanswered
     """
 
@@ -134,9 +135,15 @@ class Backend:
                 seen = Seen(method, path, headers, b"", conn)  # type: ignore[arg-type]
                 if (seen.header("expect") or "").lower() == "100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if path == "/stall":
+                    # Read no body until released: the sender must be held back.
+                    self.requests.append(seen)
+                    assert self._release is not None
+                    await self._release.wait()
                 body = await self._read_body(reader, seen, path == "/progress")
                 seen.body = body
-                self.requests.append(seen)
+                if path != "/stall":
+                    self.requests.append(seen)
                 if not await self._answer(seen, writer, conn):
                     return
         except asyncio.CancelledError:
@@ -233,6 +240,10 @@ class Backend:
                 b"X-Private: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n"
                 b"Trailer: X-T\r\nX-End-To-End: kept\r\n\r\nok"
             )
+            return True
+        elif path == "/stall":
+            size = b"%d" % len(seen.body)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(size), size))
             return True
         elif path == "/drop-next":
             self._drop_next.add(conn)

@@ -242,3 +242,30 @@ def test_absolute_form_target_uses_its_authority(proxy: ProxyHandle) -> None:
     resp = client.response()
     assert resp.status == 200
     assert resp.json()["path"] == "/abs?q=1"
+
+
+def test_backend_not_reading_holds_the_client_back(proxy: ProxyHandle, backend: Backend) -> None:
+    size = 64 * 1024 * 1024
+    client = proxy.client()
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    client.send(b"POST /stall HTTP/1.1\r\nHost: web.test\r\nContent-Length: %d\r\n\r\n" % size)
+    wait_for(lambda: any(r.path == "/stall" for r in backend.requests), what="the stalled request")
+    block = b"u" * 65536
+    sent = 0
+    client.sock.settimeout(0.5)
+    try:
+        while sent < size:
+            sent += client.sock.send(block)
+    except TimeoutError:
+        pass
+    # The proxy stopped reading once the backend stopped: only socket buffers' worth left.
+    assert sent < 16 * 1024 * 1024
+    backend.release()
+    client.sock.settimeout(10)
+    left = size - sent
+    while left:
+        n = client.sock.send(block[: min(left, len(block))])
+        left -= n
+    resp = client.response()
+    assert resp.status == 200
+    assert int(resp.body) == size
