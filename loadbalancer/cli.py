@@ -82,6 +82,13 @@ def _backends(
     help="Seconds an upstream connect may take before the next backend is tried.",
 )
 @click.option(
+    "--resolve-ttl",
+    default=1.0,
+    type=float,
+    help="Seconds a backend name's addresses are reused; a failed connect forgets them "
+    "at once. 0 looks the name up on every connect.",
+)
+@click.option(
     "--grace-period",
     default=10.0,
     type=float,
@@ -101,6 +108,7 @@ def main(
     rise: int,
     fall: int,
     connect_timeout: float,
+    resolve_ttl: float,
     grace_period: float,
     log_level: str,
 ) -> None:
@@ -115,6 +123,7 @@ def main(
             rise=rise,
             fall=fall,
             connect_timeout=connect_timeout,
+            resolve_ttl=resolve_ttl,
             grace_period=grace_period,
             log_level=log_level,
         )

@@ -54,6 +54,8 @@ class Config:
     rise: int = 2
     fall: int = 2
     connect_timeout: float = 1.0
+    # How long a backend name's addresses are reused before being looked up again.
+    resolve_ttl: float = 1.0
     grace_period: float = 10.0
     # Client bytes held while the upstream connection is being opened; above this the
     # client is paused rather than buffered without bound.
@@ -75,6 +77,10 @@ class Config:
             value = getattr(self, name)
             if not 0 < value <= 3600:
                 raise ConfigError(f"{name}: {value} is not a duration (0 < seconds <= 3600)")
+        if not 0 <= self.resolve_ttl <= 3600:
+            raise ConfigError(
+                f"resolve_ttl: {self.resolve_ttl} is not a duration (0 <= seconds <= 3600)"
+            )
         if not 0 <= self.grace_period <= 3600:
             raise ConfigError(
                 f"grace_period: {self.grace_period} is not a duration (0 <= seconds <= 3600)"

@@ -14,6 +14,7 @@ from loadbalancer.admin import AdminApi, AdminProtocol
 from loadbalancer.config import Address, Config
 from loadbalancer.health import HealthChecker
 from loadbalancer.pool import Pool
+from loadbalancer.resolver import Resolver
 from loadbalancer.splice import Relay
 
 log = logging.getLogger(logfmt.LOGGER_NAME)
@@ -74,7 +75,9 @@ class Server:
             stop.set()
 
         pool = Pool(config.backends, rise=config.rise, fall=config.fall)
-        relay = Relay(pool, config.connect_timeout, config.connect_buffer)
+        relay = Relay(
+            pool, Resolver(config.resolve_ttl), config.connect_timeout, config.connect_buffer
+        )
         checker = HealthChecker(pool, config.check_interval, config.check_timeout)
         api = AdminApi(pool, relay)
 

@@ -31,6 +31,7 @@ from typing import cast
 from loadbalancer import logfmt
 from loadbalancer.health import describe
 from loadbalancer.pool import Backend, Pool
+from loadbalancer.resolver import Resolver
 
 log = logging.getLogger(logfmt.LOGGER_NAME)
 
@@ -45,10 +46,12 @@ class Relay:
     def __init__(
         self,
         pool: Pool,
+        resolver: Resolver,
         connect_timeout: float,
         connect_buffer: int,
     ) -> None:
         self.pool = pool
+        self.resolver = resolver
         self.connect_timeout = connect_timeout
         self.connect_buffer = connect_buffer
         self.clients: set[ClientSide] = set()
@@ -123,12 +126,9 @@ class ClientSide(asyncio.Protocol):
             address = backend.address
             try:
                 async with asyncio.timeout(relay.connect_timeout):
-                    _, upstream = await loop.create_connection(
-                        functools.partial(UpstreamSide, self, backend),
-                        address.host,
-                        address.port,
-                    )
+                    upstream = await self._open(loop, backend)
             except (OSError, TimeoutError) as exc:
+                relay.resolver.forget(address)
                 pool.release(backend)
                 pool.record_connect_failure(backend, describe(exc))
                 tried.append(backend)
@@ -158,6 +158,19 @@ class ClientSide(asyncio.Protocol):
             tried=",".join(b.name for b in tried),
         )
         self.transport.close()
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, backend: Backend) -> UpstreamSide:
+        """Connect to the backend's first address that accepts, as create_connection would."""
+        address = backend.address
+        factory = functools.partial(UpstreamSide, self, backend)
+        resolver = self.relay.resolver
+        hosts = resolver.cached(address, loop.time()) or await resolver.hosts(address)
+        for host in hosts[:-1]:
+            try:
+                return (await loop.create_connection(factory, host, address.port))[1]
+            except OSError:
+                continue
+        return (await loop.create_connection(factory, hosts[-1], address.port))[1]
 
     def _attach(self, upstream: UpstreamSide) -> None:
         assert self.transport is not None and upstream.transport is not None

@@ -20,12 +20,11 @@ This is the decision only; opening, counting and closing connections belongs to 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class BackendView:
-    """What the choice needs to know about one backend."""
+class BackendView(NamedTuple):
+    """What the choice needs to know about one backend (a tuple: cheap to build per choice)."""
 
     name: str
     open_connections: int

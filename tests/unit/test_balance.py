@@ -79,4 +79,4 @@ def test_balance_module_imports_no_io() -> None:
             imported.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "collections", "dataclasses"}
+    assert imported <= {"__future__", "collections", "typing"}
