@@ -90,7 +90,7 @@ def _backends(
 )
 @click.option(
     "--grace-period",
-    default=10.0,
+    default=8.0,
     type=float,
     help="Seconds open connections may finish after SIGTERM.",
 )

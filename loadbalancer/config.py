@@ -56,7 +56,8 @@ class Config:
     connect_timeout: float = 1.0
     # How long a backend name's addresses are reused before being looked up again.
     resolve_ttl: float = 1.0
-    grace_period: float = 10.0
+    # Under Docker's default 10 s stop timeout, so the balancer ends on its own terms.
+    grace_period: float = 8.0
     # Client bytes held while the upstream connection is being opened; above this the
     # client is paused rather than buffered without bound.
     connect_buffer: int = 256 * 1024

@@ -95,4 +95,4 @@ def test_bad_settings_are_refused(overrides: dict[str, object], message: str) ->
 def test_defaults() -> None:
     defaults = config()
     assert (defaults.check_interval, defaults.rise, defaults.fall) == (0.5, 2, 2)
-    assert (defaults.connect_timeout, defaults.grace_period) == (1.0, 10.0)
+    assert (defaults.connect_timeout, defaults.grace_period) == (1.0, 8.0)
