@@ -120,7 +120,10 @@ class AdminApi:
         return _json(200, backend.to_json())
 
     def _metrics(self) -> Response:
-        text = metrics.render(self._pool, len(self._relay.clients), self._relay.accepted)
+        relay = self._relay
+        text = metrics.render(
+            self._pool, len(relay.clients), relay.accepted, relay.half_close_expired
+        )
         return Response(200, text.encode(), metrics.CONTENT_TYPE)
 
 

@@ -82,6 +82,12 @@ def _backends(
     help="Seconds an upstream connect may take before the next backend is tried.",
 )
 @click.option(
+    "--half-close-timeout",
+    default=60.0,
+    type=float,
+    help="Seconds a connection may stay silent once one direction has ended.",
+)
+@click.option(
     "--resolve-ttl",
     default=1.0,
     type=float,
@@ -108,6 +114,7 @@ def main(
     rise: int,
     fall: int,
     connect_timeout: float,
+    half_close_timeout: float,
     resolve_ttl: float,
     grace_period: float,
     log_level: str,
@@ -123,6 +130,7 @@ def main(
             rise=rise,
             fall=fall,
             connect_timeout=connect_timeout,
+            half_close_timeout=half_close_timeout,
             resolve_ttl=resolve_ttl,
             grace_period=grace_period,
             log_level=log_level,

@@ -54,6 +54,8 @@ class Config:
     rise: int = 2
     fall: int = 2
     connect_timeout: float = 1.0
+    # Silence allowed on a pair once one direction has ended.
+    half_close_timeout: float = 60.0
     # How long a backend name's addresses are reused before being looked up again.
     resolve_ttl: float = 1.0
     # Under Docker's default 10 s stop timeout, so the balancer ends on its own terms.
@@ -74,7 +76,7 @@ class Config:
             if backend.name in seen:
                 raise ConfigError(f'backend: name "{backend.name}" is given twice')
             seen.add(backend.name)
-        for name in ("check_interval", "check_timeout", "connect_timeout"):
+        for name in ("check_interval", "check_timeout", "connect_timeout", "half_close_timeout"):
             value = getattr(self, name)
             if not 0 < value <= 3600:
                 raise ConfigError(f"{name}: {value} is not a duration (0 < seconds <= 3600)")

@@ -27,7 +27,7 @@ def _family(
         lines.append(f"{name}{labels} {value:g}")
 
 
-def render(pool: Pool, open_clients: int, accepted: int) -> str:
+def render(pool: Pool, open_clients: int, accepted: int, half_close_expired: int) -> str:
     backends = list(pool)
     lines: list[str] = []
     _family(
@@ -99,5 +99,12 @@ def render(pool: Pool, open_clients: int, accepted: int) -> str:
         "counter",
         "Client connections closed because no backend could take them.",
         [(None, pool.no_backend)],
+    )
+    _family(
+        lines,
+        "sws_lb_half_close_timeouts_total",
+        "counter",
+        "Half-closed connections ended for staying silent.",
+        [(None, half_close_expired)],
     )
     return "\n".join(lines) + "\n"

@@ -76,7 +76,11 @@ class Server:
 
         pool = Pool(config.backends, rise=config.rise, fall=config.fall)
         relay = Relay(
-            pool, Resolver(config.resolve_ttl), config.connect_timeout, config.connect_buffer
+            pool,
+            Resolver(config.resolve_ttl),
+            config.connect_timeout,
+            config.connect_buffer,
+            config.half_close_timeout,
         )
         checker = HealthChecker(pool, config.check_interval, config.check_timeout)
         api = AdminApi(pool, relay)

@@ -19,6 +19,12 @@ two write buffers.
 Half-close is passed through: EOF from one side becomes ``write_eof`` on the other, and the
 pair is closed once both directions have ended. If one side is lost, the other is closed
 after its pending bytes are written, or aborted when the loss was an error (a reset).
+
+A half-closed pair can outlive its use: a client that has its answer and the backend's EOF
+may simply never close. Once one direction has ended, the pair must keep moving bytes in
+the other: after ``half_close_timeout`` seconds without a byte either way it is aborted.
+A busy half-closed transfer (an upload after the client's EOF, a long download) is not
+affected; only silence is.
 """
 
 from __future__ import annotations
@@ -49,11 +55,14 @@ class Relay:
         resolver: Resolver,
         connect_timeout: float,
         connect_buffer: int,
+        half_close_timeout: float,
     ) -> None:
         self.pool = pool
         self.resolver = resolver
         self.connect_timeout = connect_timeout
         self.connect_buffer = connect_buffer
+        self.half_close_timeout = half_close_timeout
+        self.half_close_expired = 0
         self.clients: set[ClientSide] = set()
         self.accepted = 0
         self._idle = asyncio.Event()
@@ -81,12 +90,17 @@ class Relay:
 
 
 class ClientSide(asyncio.Protocol):
+    """The client's connection; it also owns the pair's shared bookkeeping."""
+
     __slots__ = (
         "_connect_task",
+        "_half_close_timer",
         "_pending",
         "_pending_size",
+        "_seen_moves",
         "closed",
         "eof",
+        "moves",
         "relay",
         "transport",
         "upstream",
@@ -99,6 +113,10 @@ class ClientSide(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._connect_task: asyncio.Task[None] | None = None
+        self._half_close_timer: asyncio.TimerHandle | None = None
+        # Chunks moved either way; the half-close timer compares it to _seen_moves.
+        self.moves = 0
+        self._seen_moves = 0
         self.eof = False
         self.closed = False
 
@@ -188,10 +206,39 @@ class ClientSide(asyncio.Protocol):
             self._pending = []
         if self.eof:
             upstream.transport.write_eof()
+            self.half_closed()
+
+    def half_closed(self) -> None:
+        """One direction has ended: from now on, silence ends the pair."""
+        if self._half_close_timer is None and not self.closed:
+            self._seen_moves = self.moves
+            self._half_close_timer = asyncio.get_running_loop().call_later(
+                self.relay.half_close_timeout, self._half_close_check
+            )
+
+    def _half_close_check(self) -> None:
+        if self.closed:
+            return
+        if self.moves != self._seen_moves:
+            self._seen_moves = self.moves
+            self._half_close_timer = asyncio.get_running_loop().call_later(
+                self.relay.half_close_timeout, self._half_close_check
+            )
+            return
+        self.relay.half_close_expired += 1
+        logfmt.emit(
+            log,
+            logging.INFO,
+            "half_close_timeout",
+            client=_peer(self.transport) if self.transport else "-",
+            backend=self.upstream.backend.name if self.upstream else "-",
+        )
+        self.abort()
 
     def data_received(self, data: bytes) -> None:
         upstream = self.upstream
         if upstream is not None:
+            self.moves += 1
             upstream.transport.write(data)  # type: ignore[union-attr]
             return
         self._pending.append(data)
@@ -208,6 +255,7 @@ class ClientSide(asyncio.Protocol):
                 self.transport.close()  # type: ignore[union-attr]
             else:
                 upstream.transport.write_eof()  # type: ignore[union-attr]
+                self.half_closed()
         return True
 
     def pause_writing(self) -> None:
@@ -222,6 +270,8 @@ class ClientSide(asyncio.Protocol):
         self.closed = True
         self.relay.closed(self)
         self._pending = []
+        if self._half_close_timer is not None:
+            self._half_close_timer.cancel()
         # A connect still under way is left to finish (within connect_timeout): cancelling
         # it could drop a just-opened upstream connection on the floor. _attach closes it.
         upstream = self.upstream
@@ -252,7 +302,9 @@ class UpstreamSide(asyncio.Protocol):
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)
 
     def data_received(self, data: bytes) -> None:
-        self.client.transport.write(data)  # type: ignore[union-attr]
+        client = self.client
+        client.moves += 1
+        client.transport.write(data)  # type: ignore[union-attr]
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -262,6 +314,7 @@ class UpstreamSide(asyncio.Protocol):
             self.transport.close()  # type: ignore[union-attr]
         else:
             client.transport.write_eof()  # type: ignore[union-attr]
+            client.half_closed()
         return True
 
     def pause_writing(self) -> None:

@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import socket
 import threading
+import time
 
 from tests.integration.loadbalancer.backends import BulkServer, pattern_block
 from tests.integration.loadbalancer.conftest import wait_for
@@ -167,5 +168,68 @@ def test_a_client_that_does_not_read_holds_the_backend_back(balancer_factory) ->
         # Kernel socket buffers on two hops account for a few MiB; the balancer itself may
         # hold two 256 KiB write buffers. Without flow control it would take all 128 MiB.
         assert held_back < 32 * 1024 * 1024, f"{held_back} bytes left the backend unread"
+    finally:
+        listener.close()
+
+
+def accept_relayed(listener: socket.socket, first: bytes) -> socket.socket:
+    """Accept until the connection whose first byte is ``first`` (skipping health checks)."""
+    while True:
+        conn, _ = listener.accept()
+        if conn.recv(1) == first:
+            return conn
+        conn.close()
+
+
+def test_a_silent_half_closed_connection_is_ended(balancer_factory) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    backend_saw_close = threading.Event()
+
+    def serve() -> None:
+        with accept_relayed(listener, b"q") as conn:
+            conn.sendall(b"bye")
+            conn.shutdown(socket.SHUT_WR)
+            if conn.recv(10) == b"":
+                backend_saw_close.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        lb = balancer_factory(f"h=127.0.0.1:{listener.getsockname()[1]}", half_close_timeout=0.3)
+        with lb.connect() as sock:
+            sock.sendall(b"q")
+            received = b""
+            while chunk := sock.recv(10):
+                received += chunk
+            assert received == b"bye"
+            # The client has the backend's EOF but keeps its own side open, silently.
+            wait_for(lambda: lb.admin.backend("h")["open_connections"] == 0, timeout=5)
+            assert backend_saw_close.wait(5)
+        _, _, metrics = lb.admin.request("GET", "/metrics")
+        assert "sws_lb_half_close_timeouts_total 1\n" in metrics.decode()
+    finally:
+        listener.close()
+
+
+def test_a_busy_half_closed_transfer_outlives_the_timeout(balancer_factory) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    chunks = 20
+
+    def serve() -> None:
+        with accept_relayed(listener, b"q") as conn:
+            assert conn.recv(10) == b""  # the client's EOF, passed through
+            for i in range(chunks):
+                conn.sendall(b"%02d" % i)
+                time.sleep(0.05)  # a slow producer: 1 s in all, the timeout is 0.2 s
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        lb = balancer_factory(f"h=127.0.0.1:{listener.getsockname()[1]}", half_close_timeout=0.2)
+        with lb.connect() as sock:
+            sock.sendall(b"q")
+            sock.shutdown(socket.SHUT_WR)
+            received = b""
+            while chunk := sock.recv(100):
+                received += chunk
+        assert received == b"".join(b"%02d" % i for i in range(chunks))
     finally:
         listener.close()
