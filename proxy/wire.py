@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from http import HTTPStatus
 
-# Hop-by-hop fields (RFC 9110 7.6.1) plus the ones the proxy re-frames or sets itself; the
-# values are what the request side does with each.
+# Request fields that need more than copying: hop-by-hop ones (RFC 9110 7.6.1), framing,
+# and the ones the proxy sets itself.
 REQUEST_SPECIAL = frozenset(
     {
         b"host",
@@ -26,19 +26,6 @@ REQUEST_SPECIAL = frozenset(
         b"forwarded",
     }
 )
-RESPONSE_SPECIAL = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-    }
-)
-
 CRLF = b"\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"

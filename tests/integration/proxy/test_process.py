@@ -46,6 +46,7 @@ class ProxyProcess:
         )
         wait_for(
             lambda: b"proxy_started" in self.err() or self.proc.poll() is not None,
+            timeout=60,
             what="proxy_started",
         )
         found = re.search(rb"listen=127.0.0.1:(\d+) admin=127.0.0.1:(\d+)", self.err())
