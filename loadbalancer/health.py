@@ -68,7 +68,7 @@ class HealthChecker:
                     await _tcp_check(backend.address)
                 else:
                     await _http_check(check)
-        except (OSError, TimeoutError) as exc:
+        except Exception as exc:  # whatever broke the check, the backend failed it
             return describe(exc)
         return None
 

@@ -145,7 +145,7 @@ class ClientSide(asyncio.Protocol):
             try:
                 async with asyncio.timeout(relay.connect_timeout):
                     upstream = await self._open(loop, backend)
-            except (OSError, TimeoutError) as exc:
+            except Exception as exc:  # any failure to connect means: try the next backend
                 relay.resolver.forget(address)
                 pool.release(backend)
                 pool.record_connect_failure(backend, describe(exc))
