@@ -13,6 +13,7 @@ on 127.0.0.1; nothing else is contacted.
 
     python bench/loadbalancer/run.py                # l4, plus chain when proxy imports
     python bench/loadbalancer/run.py --mode l4 --duration 10 --rounds 5
+    python bench/loadbalancer/run.py --mode l4 --close   # a new connection per request
 """
 
 from __future__ import annotations
@@ -237,11 +238,13 @@ def cpu_seconds(pids: list[int]) -> float:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(port: int, duration: int, connections: int, cpu: str | None) -> Result:
+def wrk(port: int, duration: int, connections: int, cpu: str | None, close: bool) -> Result:
     args = [
         "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
         "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/",
     ]  # fmt: skip
+    if close:
+        args[-1:-1] = ["-H", "Connection: close"]
     if cpu is not None:
         args = ["taskset", "-c", cpu, *args]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
@@ -324,12 +327,12 @@ def measure(
 ) -> dict[str, Result]:
     rounds: dict[str, list[Result]] = {s.name: [] for s in setups}
     for setup in setups:
-        wrk(setup.port, 2, args.connections, cpus["wrk"])  # warm-up, not counted
+        wrk(setup.port, 2, args.connections, cpus["wrk"], args.close)  # warm-up, not counted
     for round_no in range(args.rounds):
         order = setups if round_no % 2 == 0 else list(reversed(setups))
         for setup in order:
             cpu_before = cpu_seconds(setup.pids)
-            result = wrk(setup.port, args.duration, args.connections, cpus["wrk"])
+            result = wrk(setup.port, args.duration, args.connections, cpus["wrk"], args.close)
             cpu_used = cpu_seconds(setup.pids) - cpu_before
             result.cpu_us_per_request = cpu_used * 1e6 / max(result.requests, 1)
             rounds[setup.name].append(result)
@@ -377,6 +380,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(
+        "--close",
+        action="store_true",
+        help="one request per connection (Connection: close) instead of keep-alive",
+    )
+    parser.add_argument(
         "--pin", action="store_true",
         help="pin the balancers (and proxies) to CPU 0, nginx backend and wrk to CPU 1",
     )  # fmt: skip
@@ -397,7 +405,7 @@ def main() -> None:
         modes.remove("chain")
     print(
         f"bench: {time.strftime('%Y-%m-%d')} cpus={os.cpu_count()} duration={args.duration}s "
-        f"rounds={args.rounds} connections={args.connections} pin={args.pin} "
+        f"rounds={args.rounds} connections={args.connections} close={args.close} pin={args.pin} "
         f"python={sys.version.split()[0]}",
         flush=True,
     )
