@@ -182,15 +182,20 @@ class Server(Control):
         await asyncio.sleep(0)
 
     def _tick(self) -> None:
+        assert self.loop is not None
+        # Scheduled first: a failure below must not stop every later deadline.
+        self._tick_handle = self.loop.call_later(self.config.tick, self._tick)
         now = self.now = self.clock()
-        for client in [c for c in self.clients if c.deadline and c.deadline <= now]:
-            client.timed_out()
-        for upstream in [u for u in self.upstreams if u.deadline and u.deadline <= now]:
-            upstream.timed_out()
+        for conn in [c for c in self.clients if c.deadline and c.deadline <= now] + [
+            u for u in self.upstreams if u.deadline and u.deadline <= now
+        ]:
+            try:
+                conn.timed_out()
+            except Exception as exc:
+                self.log_error("timeout_failed", exc)
+                conn.transport.close()
         if self.access_log is not None:
             self.access_log.flush()
-        assert self.loop is not None
-        self._tick_handle = self.loop.call_later(self.config.tick, self._tick)
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -256,6 +261,11 @@ class Server(Control):
                 502,
                 f"backend {backend.addr} of {ex.service} refused the connection "
                 f"({exc.strerror or exc})",
+            )
+        except Exception as exc:
+            self.log_error("connect_failed", exc)
+            ex.client.connect_failed(
+                ex, backend, 502, f"backend {backend.addr} of {ex.service} could not be reached"
             )
         else:
             ex.client.connected(ex, conn)
