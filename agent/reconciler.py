@@ -138,7 +138,7 @@ class Agent:
         self._proxies_busy = False
         # (version all proxies acknowledged, or -1 after a failure; when, on the monotonic clock)
         self._proxies_synced: tuple[int, float] = (-1, 0.0)
-        self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sws-agent-work")
+        self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sws-agent-work")
         self._probes = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sws-agent-probe")
 
     # -- lifecycle ----------------------------------------------------------------------------
