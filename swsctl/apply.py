@@ -89,7 +89,7 @@ def apply(state: State, files: tuple[str, ...], wait_: bool, timeout: float) -> 
         click.echo(f"{spec.name} {body.get('result', 'applied')}")
         generations[spec.name] = int(body.get("generation", 0))
     if wait_ and generations:
-        problems = wait.until_rolled_out(client, generations, timeout)
+        problems = wait.until_rolled_out(client.get_service, generations, timeout)
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
         failures += len(problems)

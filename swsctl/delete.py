@@ -40,7 +40,7 @@ def delete(state: State, names: tuple[str, ...], purge: bool, wait_: bool, timeo
         click.echo(f"{name} deleting" + (" (volume too)" if purge else ""))
         accepted.append(name)
     if wait_ and accepted:
-        for problem in wait.until_gone(client, accepted, timeout):
+        for problem in wait.until_gone(client.get_service, accepted, timeout):
             click.echo(f"error: {problem}", err=True)
             failures += 1
     if failures:

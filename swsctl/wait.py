@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import click
 
 from sws.errors import NotFound
-from swsctl.client import ApiClient
 
 POLL_INTERVAL_S = 1.0
 
@@ -27,12 +27,16 @@ def _progress(name: str, body: Mapping[str, object]) -> str:
     return f"{line} ({message})" if message else line
 
 
+Fetch = Callable[[str], Mapping[str, Any]]
+
+
 def until_rolled_out(
-    client: ApiClient,
+    fetch: Fetch,
     generations: Mapping[str, int],
     timeout: float,
     *,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[str]:
     """Poll until each service is running or failing at its generation; return the problems."""
     deadline = clock() + timeout
@@ -41,7 +45,7 @@ def until_rolled_out(
     problems: list[str] = []
     while pending:
         for name, generation in list(pending.items()):
-            body = client.get_service(name)
+            body = fetch(name)
             line = _progress(name, body)
             if shown.get(name) != line:
                 click.echo(line, err=True)
@@ -64,16 +68,17 @@ def until_rolled_out(
             for name in pending:
                 problems.append(f'service "{name}" did not become ready within {timeout:g}s')
             break
-        time.sleep(POLL_INTERVAL_S)
+        sleep(POLL_INTERVAL_S)
     return problems
 
 
 def until_gone(
-    client: ApiClient,
+    fetch: Fetch,
     names: list[str],
     timeout: float,
     *,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[str]:
     """Poll until each service answers 404; return the ones still there at the deadline."""
     deadline = clock() + timeout
@@ -82,7 +87,7 @@ def until_gone(
     while pending:
         for name in list(pending):
             try:
-                body = client.get_service(name)
+                body = fetch(name)
             except NotFound:
                 click.echo(f"{name}: deleted", err=True)
                 pending.remove(name)
@@ -95,5 +100,5 @@ def until_gone(
             break
         if clock() >= deadline:
             return [f'service "{name}" was not removed within {timeout:g}s' for name in pending]
-        time.sleep(POLL_INTERVAL_S)
+        sleep(POLL_INTERVAL_S)
     return []

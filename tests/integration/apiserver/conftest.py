@@ -15,6 +15,7 @@ from apiserver.app import create_app
 from apiserver.auth import new_token
 from apiserver.config import Config
 from confdb.users import User, create_user_or_fail
+from tests.integration.apiserver.live import LiveApi, serving
 
 
 @dataclass(frozen=True)
@@ -85,3 +86,13 @@ def document(name: str, domain: str | None = None, **spec: object) -> dict[str, 
     }
     body.update(spec)
     return {"apiVersion": "v1", "spec": body}
+
+
+@pytest.fixture(scope="session")
+def live_api(
+    make_database: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveApi]:
+    """The apiserver as deployed (gunicorn, two worker processes) over its own confdb."""
+    log = tmp_path_factory.mktemp("apiserver-live") / "apiserver.log"
+    with serving(make_database("sws_gunicorn"), log) as api:
+        yield api

@@ -19,7 +19,7 @@ import yaml
 from click.testing import Result
 
 from tests.conftest import wait_until
-from tests.integration.swsctl.conftest import LiveApi
+from tests.integration.apiserver.live import LiveApi
 
 pytestmark = pytest.mark.postgres
 
