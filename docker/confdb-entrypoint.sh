@@ -119,7 +119,7 @@ main() {
 
 	prepare_dirs
 	if [ "$(id -u)" = 0 ]; then
-		exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+		exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 	fi
 
 	file_env POSTGRES_PASSWORD
