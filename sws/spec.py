@@ -210,6 +210,16 @@ def parse_specs(text: str, source: str = "") -> list[ServiceSpec]:
 
 def load_documents(text: str) -> list[object]:
     """Turn YAML or JSON text into a list of documents (empty YAML documents are skipped)."""
+    try:
+        return _load_documents(text)
+    except ValueError as e:
+        # Python refuses to read integers of more than a few thousand digits.
+        if "integer string conversion" in str(e):
+            raise SpecError([FieldError("", "a number in the document is too large")]) from None
+        raise
+
+
+def _load_documents(text: str) -> list[object]:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
@@ -419,8 +429,14 @@ def _integer(
     value = spec.get(key)
     if value is None:
         return None
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
+    if isinstance(value, Decimal):
+        # A JSON number like 1e999999999 would become an int of a billion digits: bound the
+        # magnitude before converting. Every integer field here is far below 10**18.
+        if not value.is_finite() or value.adjusted() > 18:
+            errors.append(FieldError(_join(path, key), "is not a number in range"))
+            return None
+        if value == value.to_integral_value():
+            return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         errors.append(FieldError(_join(path, key), f"must be an integer, not {_describe(value)}"))
         return None

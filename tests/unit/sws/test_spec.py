@@ -393,3 +393,21 @@ def test_yaml_and_json_give_the_same_spec() -> None:
     yaml_text = "apiVersion: v1\nspec:\n  name: web\n  port: 8081\n  domain: web.example.com\n  image: repo/image:tag\n"
     assert parse_specs(yaml_text) == parse_specs(json.dumps(VALID))
     assert load_documents(json.dumps(VALID)) == [VALID]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"apiVersion":"v1","spec":{"name":"a","port":1e999999999,"domain":"a.b","image":"x"}}',
+        '{"apiVersion":"v1","spec":{"name":"a","port":1'
+        + "0" * 5000
+        + ',"domain":"a.b","image":"x"}}',
+        "apiVersion: v1\nspec: {name: a, port: 1" + "0" * 5000 + ", domain: a.b, image: x}",
+        '{"apiVersion":"v1","spec":{"name":"a","port":1,"replicas":-1e400,"domain":"a.b","image":"x"}}',
+    ],
+)
+def test_huge_numbers_are_refused_quickly(text: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_specs(text)
+    assert info.value.status == 400
