@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.conftest import wait_until
@@ -80,11 +82,16 @@ def test_delete_routes_first_keeps_volume_unless_purged(env: Env) -> None:
 
         env.delete("keep")
         env.delete("purge", purge=True)
-        wait_until(
-            lambda: not env.service_exists("keep") and not env.service_exists("purge"),
-            timeout=30,
-            what="rows deleted",
-        )
+        # Routes go first: while a table still routes to "keep", its container still runs.
+        deadline = time.monotonic() + 30
+        while env.service_exists("keep") or env.service_exists("purge"):
+            assert time.monotonic() < deadline, "rows not deleted"
+            routed = env.backends("keep")
+            read_at = time.monotonic()
+            running = [c for c in env.containers("keep") if c.status == "running"]
+            if routed and time.monotonic() - read_at < 0.2:
+                assert len(running) == 1, "container stopped while still routed"
+            time.sleep(0.01)
         assert env.containers("keep") == [] and env.containers("purge") == []
         names = {v.name for v in env.docker.volumes.list()}
         assert "keep-volume" in names

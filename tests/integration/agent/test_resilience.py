@@ -163,11 +163,15 @@ def test_notify_wakes_the_agent_well_before_the_interval(env: Env) -> None:
         for i in range(3):
             started = time.monotonic()
             env.apply(f"fast{i}", env=[PORT_ENV])
+            # Acted on: a pass has planned the service (its first status is recorded, and
+            # the create is under way).
             wait_until(
-                lambda i=i: env.containers(f"fast{i}"),
+                lambda i=i: env.status(f"fast{i}"),
                 timeout=5,
                 interval=0.01,
-                what="container created",
+                what="status recorded",
             )
             latencies.append(time.monotonic() - started)
         assert max(latencies) < 1.0, latencies
+        for i in range(3):
+            wait_until(lambda i=i: env.containers(f"fast{i}"), timeout=10, what="created")
