@@ -57,6 +57,8 @@ class Relay:
         connect_buffer: int,
         half_close_timeout: float,
     ) -> None:
+        # Kept rather than asked for: get_running_loop() costs a getpid() system call.
+        self.loop = asyncio.get_running_loop()
         self.pool = pool
         self.resolver = resolver
         self.connect_timeout = connect_timeout
@@ -133,12 +135,12 @@ class ClientSide(asyncio.Protocol):
             logfmt.emit(log, logging.WARNING, "no_backend", client=_peer(transport))
             transport.close()
             return
-        self._connect_task = asyncio.get_running_loop().create_task(self._connect(backend))
+        self._connect_task = relay.loop.create_task(self._connect(backend))
 
     async def _connect(self, backend: Backend | None) -> None:
         relay = self.relay
         pool = relay.pool
-        loop = asyncio.get_running_loop()
+        loop = relay.loop
         tried: list[Backend] = []
         while backend is not None:
             address = backend.address
@@ -212,7 +214,7 @@ class ClientSide(asyncio.Protocol):
         """One direction has ended: from now on, silence ends the pair."""
         if self._half_close_timer is None and not self.closed:
             self._seen_moves = self.moves
-            self._half_close_timer = asyncio.get_running_loop().call_later(
+            self._half_close_timer = self.relay.loop.call_later(
                 self.relay.half_close_timeout, self._half_close_check
             )
 
@@ -221,7 +223,7 @@ class ClientSide(asyncio.Protocol):
             return
         if self.moves != self._seen_moves:
             self._seen_moves = self.moves
-            self._half_close_timer = asyncio.get_running_loop().call_later(
+            self._half_close_timer = self.relay.loop.call_later(
                 self.relay.half_close_timeout, self._half_close_check
             )
             return
