@@ -74,6 +74,7 @@ from sws.plan import (
     Settings,
     StartReplica,
     StopReplica,
+    Undrain,
     World,
     WriteStatus,
     plan,
@@ -129,6 +130,8 @@ class Agent:
         self._ready: set[str] = set()
         self._draining: dict[str, float] = {}
         self._stopping: set[str] = set()
+        # (service, reason, message) of one-off events already recorded.
+        self._announced: set[tuple[str, str, str]] = set()
         # Names of containers a worker is creating: a pass must not plan them twice.
         self._creating: set[str] = set()
         self._failures: dict[tuple[str, str], _FailureRecord] = {}
@@ -357,6 +360,8 @@ class Agent:
 
     def _failure_view(self, desired: list[DesiredService]) -> dict[tuple[str, str], Failure]:
         current = {(d.name, d.spec.template_hash()) for d in desired}
+        names = {d.name for d in desired}
+        self._announced = {a for a in self._announced if a[0] in names}
         with self._mutex:
             for key in list(self._failures):
                 if key not in current:
@@ -499,7 +504,16 @@ class Agent:
         elif isinstance(action, ClearFailure):
             with self._mutex:
                 self._failures.pop((action.service, action.template_hash), None)
+        elif isinstance(action, Undrain):
+            with self._mutex:
+                self._draining.pop(action.container_id, None)
         elif isinstance(action, RecordEvent):
+            key = (action.service, action.reason, action.message)
+            if action.once:
+                # The plan asks again each pass until the change is done; say it once.
+                if key in self._announced:
+                    return
+                self._announced.add(key)
             writes.events.append(
                 observed.Event(action.service, action.reason, action.message, action.type.value)
             )

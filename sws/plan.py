@@ -202,6 +202,14 @@ class Drain:
 
 
 @dataclass(frozen=True)
+class Undrain:
+    """Forget that a container was routed out: it is routed again."""
+
+    service: str
+    container_id: str
+
+
+@dataclass(frozen=True)
 class StopReplica:
     """Stop (gracefully) and remove a drained container."""
 
@@ -245,10 +253,13 @@ class ClearFailure:
 
 @dataclass(frozen=True)
 class RecordEvent:
+    """Record an event; with `once`, only if this agent has not recorded the same one before."""
+
     service: str
     reason: str
     message: str
     type: EventType = EventType.NORMAL
+    once: bool = False
 
 
 @dataclass(frozen=True)
@@ -272,6 +283,7 @@ Action = (
     | StartReplica
     | PublishRoutes
     | Drain
+    | Undrain
     | StopReplica
     | RemoveReplica
     | RecordFailure
@@ -289,6 +301,7 @@ _ORDER: dict[type, int] = {
     CreateReplica: 2,
     PublishRoutes: 3,
     Drain: 4,
+    Undrain: 4,
     StopReplica: 5,
     RecordFailure: 6,
     ClearFailure: 6,
@@ -472,7 +485,14 @@ def _plan_deletion(
     name = service.name
     before = world.statuses.get(name)
     if before is None or before.state != "deleting":
-        acc.actions.append(RecordEvent(name, "Deleting", "routes removed; stopping replicas"))
+        acc.actions.append(
+            RecordEvent(
+                name,
+                "Deleting",
+                f"routes removed; stopping replicas (generation {service.generation})",
+                once=True,
+            )
+        )
     rows: list[ReplicaStatus] = []
     for c in containers:
         _retire(c, world, settings, acc)
@@ -610,11 +630,25 @@ def _plan_service(
         acc.busy = True
         grown = [slot for slot, replace in creations if replace is None and slot not in by_slot]
         if grown and existing_slots:
-            acc.actions.append(RecordEvent(name, "ScaledUp", f"scaling to {want} replica(s)"))
+            acc.actions.append(
+                RecordEvent(
+                    name,
+                    "ScaledUp",
+                    f"scaling to {want} replica(s) (generation {service.generation})",
+                    once=True,
+                )
+            )
 
     surplus = [c for c in live if c.replica >= want]
     if surplus and any(c.draining_since is None for c in surplus):
-        acc.actions.append(RecordEvent(name, "ScaledDown", f"scaling to {want} replica(s)"))
+        acc.actions.append(
+            RecordEvent(
+                name,
+                "ScaledDown",
+                f"scaling to {want} replica(s) (generation {service.generation})",
+                once=True,
+            )
+        )
 
     for c in containers:
         if c.id in retiring:
@@ -626,6 +660,10 @@ def _plan_service(
         sorted(c.address for c in live if c.serving_candidate and c.id not in retiring)
     )
     acc.routes.append(Route(name=name, domains=(spec.domain,), backends=backends))
+    for c in live:
+        if c.draining_since is not None and c.id not in retiring:
+            # Wanted again (a deletion or scale-down was undone): its next drain starts afresh.
+            acc.actions.append(Undrain(name, c.id))
 
     _ready_events(name, live, world, acc)
 

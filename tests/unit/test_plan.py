@@ -24,6 +24,7 @@ from sws.plan import (
     Settings,
     StartReplica,
     StopReplica,
+    Undrain,
     World,
     WriteStatus,
     container_name,
@@ -434,3 +435,21 @@ def test_planner_module_does_no_io() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert not imported & {"socket", "docker", "psycopg", "asyncio", "flask", "requests"}
+
+
+def test_undone_deletion_routes_a_draining_replica_again() -> None:
+    s = spec()
+    c = replace(container(s, 0), draining_since=NOW - 1)
+    world = World(NOW, (c,), routes=table())
+    p = plan([desired(s, generation=3)], world, SETTINGS)
+    assert of(p, Undrain) == [Undrain("web", c.id)]
+    assert of(p, PublishRoutes)[0].routes == (route_of(s, c),)
+    assert not of(p, StopReplica)
+
+
+def test_scale_events_name_the_generation_and_are_one_offs() -> None:
+    s = spec(replicas=1)
+    cs = [container(s, i) for i in range(2)]
+    p = plan([desired(s, generation=7)], World(NOW, tuple(cs)), SETTINGS)
+    (event,) = [e for e in of(p, RecordEvent) if e.reason == "ScaledDown"]
+    assert event.once and event.message == "scaling to 1 replica(s) (generation 7)"
