@@ -56,12 +56,13 @@ def test_three_replicas_are_three_hosts_and_scale_down_and_up(env: Env) -> None:
 
         env.apply("multi", replicas=1, env=[PORT_ENV])
         wait_until(lambda: env.running("multi", 1), timeout=30, what="scaled down to 1")
-        assert "ScaledDown" in [r for r, _ in env.events("multi")]
+        assert [r for r, _ in env.events("multi")].count("ScaledDown") == 1
         (survivor,) = env.containers("multi")
         assert survivor.labels["sws.replica"] == "0"
 
         env.apply("multi", replicas=3, env=[PORT_ENV])
         wait_until(lambda: env.running("multi", 3), timeout=40, what="scaled up to 3")
+        assert [r for r, _ in env.events("multi")].count("ScaledUp") == 1
         # Scaling does not replace the replica that was already there.
         assert survivor.id in {c.id for c in env.containers("multi")}
 
