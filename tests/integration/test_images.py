@@ -6,11 +6,14 @@ address; every container and volume it makes is removed by the fixtures, pass or
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
 import os
 import secrets
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -165,6 +168,22 @@ def test_testapp_keeps_connections_alive_and_serves_concurrently(run: Run) -> No
     assert elapsed < 6, f"5 concurrent 2 s requests took {elapsed:.1f}s"
 
 
+def test_testapp_answers_pipelined_requests_in_order(run: Run) -> None:
+    host = started_testapp(run)
+    with socket.create_connection((host, 8080), timeout=10) as sock:
+        sock.sendall(
+            b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nsecond"
+            b"GET /third HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK") == 3
+    assert data.index(b'"path": "/first"') < data.index(b"\r\n\r\nsecond")
+    assert data.index(b"\r\n\r\nsecond") < data.index(b'"path": "/third"')
+
+
 def test_testapp_sse_events_arrive_one_by_one(run: Run) -> None:
     host = started_testapp(run)
     conn = http.client.HTTPConnection(host, 8080, timeout=10)
@@ -205,6 +224,25 @@ def test_testapp_websocket_echoes_text_binary_and_fragments(run: Run) -> None:
         ws.ping().wait(timeout=10)
         ws.close(code=1000, reason="done")
     assert ws.close_code == 1000
+
+
+def test_testapp_websocket_closes_on_an_unmasked_frame(run: Run) -> None:
+    host = started_testapp(run)
+    with socket.create_connection((host, 8080), timeout=10) as sock:
+        key = base64.b64encode(os.urandom(16))
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        # RFC 6455 5.1: a client frame without a mask is a protocol error.
+        sock.sendall(b"\x81\x02hi")
+        frame = sock.recv(1024)
+    assert frame[0] == 0x88
+    assert struct.unpack("!H", frame[2:4])[0] == 1002
 
 
 def test_testapp_echoes_bodies_of_known_and_chunked_length(run: Run) -> None:
