@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Settings shared by docker/up, docker/down and docker/compose. Sourced, never run.
 #
 # Every setting is an environment variable with a default. docker/up saves the ones in
@@ -11,6 +12,8 @@
 #   SWS_HTTP_PORT      host port of the balancer (80)
 #   SWS_HTTP_BIND      host address it is published on (0.0.0.0)
 #   SWS_API_DOMAIN     the API's domain behind the balancer (api.sws.localhost)
+#   SWS_IMAGE_NAMESPACE  use <namespace>/platform:latest and <namespace>/confdb:latest, as
+#                      docker/build names them with the same variable (sws)
 #   and, passed to compose.yaml as they are: SWS_PLATFORM_IMAGE, SWS_CONFDB_IMAGE,
 #   SWS_PROXY_WORKERS, SWS_API_WORKERS, SWS_AGENT_INTERVAL, SWS_GRACE_PERIOD,
 #   SWS_API_LOG_LEVEL, SWS_AGENT_LOG_LEVEL
@@ -49,6 +52,11 @@ if [ -f "$SWS_STATE_DIR/settings.env" ]; then
 		esac
 	done <"$SWS_STATE_DIR/settings.env"
 fi
+# Images built by `SWS_IMAGE_NAMESPACE=... docker/build` unless named one by one.
+if [ -n "${SWS_IMAGE_NAMESPACE:-}" ]; then
+	SWS_PLATFORM_IMAGE=${SWS_PLATFORM_IMAGE:-$SWS_IMAGE_NAMESPACE/platform:latest}
+	SWS_CONFDB_IMAGE=${SWS_CONFDB_IMAGE:-$SWS_IMAGE_NAMESPACE/confdb:latest}
+fi
 SWS_HTTP_PORT=${SWS_HTTP_PORT:-80}
 SWS_HTTP_BIND=${SWS_HTTP_BIND:-0.0.0.0}
 SWS_API_DOMAIN=${SWS_API_DOMAIN:-api.sws.localhost}
@@ -62,6 +70,7 @@ done
 unset _sws_name
 
 # Where the balancer is reached from this host.
+# shellcheck disable=SC2034 # used by the scripts that source this file
 if [ "$SWS_HTTP_BIND" = 0.0.0.0 ]; then
 	sws_http_addr=127.0.0.1
 else
