@@ -32,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
+from collections.abc import Sequence
 from typing import cast
 
 from loadbalancer import logfmt
@@ -65,10 +67,31 @@ class Relay:
         self.connect_buffer = connect_buffer
         self.half_close_timeout = half_close_timeout
         self.half_close_expired = 0
+        # A storm of clients while every backend is down must not become a storm of logs.
+        self._refusal_logged_at = -math.inf
+        self._refused_quietly = 0
         self.clients: set[ClientSide] = set()
         self.accepted = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def refuse(self, transport: asyncio.Transport, tried: Sequence[Backend]) -> None:
+        """Close a client no backend could take; log it, at most once a second."""
+        self.pool.no_backend += 1
+        self._refused_quietly += 1
+        now = self.loop.time()
+        if now >= self._refusal_logged_at + 1.0:
+            logfmt.emit(
+                log,
+                logging.WARNING,
+                "no_backend",
+                client=_peer(transport),
+                tried=",".join(b.name for b in tried) or "-",
+                clients_refused=self._refused_quietly,
+            )
+            self._refusal_logged_at = now
+            self._refused_quietly = 0
+        transport.close()
 
     def protocol(self) -> ClientSide:
         return ClientSide(self)
@@ -131,9 +154,7 @@ class ClientSide(asyncio.Protocol):
         relay.opened(self)
         backend = relay.pool.pick()
         if backend is None:
-            relay.pool.no_backend += 1
-            logfmt.emit(log, logging.WARNING, "no_backend", client=_peer(transport))
-            transport.close()
+            relay.refuse(transport, tried=())
             return
         self._connect_task = relay.loop.create_task(self._connect(backend))
 
@@ -168,16 +189,8 @@ class ClientSide(asyncio.Protocol):
             backend.total_connections += 1
             self._attach(upstream)
             return
-        pool.no_backend += 1
         assert self.transport is not None
-        logfmt.emit(
-            log,
-            logging.WARNING,
-            "no_backend",
-            client=_peer(self.transport),
-            tried=",".join(b.name for b in tried),
-        )
-        self.transport.close()
+        relay.refuse(self.transport, tried)
 
     async def _open(self, loop: asyncio.AbstractEventLoop, backend: Backend) -> UpstreamSide:
         """Connect to the backend's first address that accepts, as create_connection would."""

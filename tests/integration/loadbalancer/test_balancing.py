@@ -198,3 +198,19 @@ def test_connect_timeout_moves_the_client_to_the_other_backend(balancer_factory)
     finally:
         frozen.close()
         b.stop()
+
+
+def test_refusals_are_counted_each_but_logged_at_most_once_a_second(
+    balancer_factory, caplog
+) -> None:
+    lb = balancer_factory("a=127.0.0.1:1")
+    lb.admin.drain("a")
+    with caplog.at_level("WARNING", logger="sws.loadbalancer"):
+        for _ in range(10):
+            with lb.connect() as sock:
+                assert sock.recv(10) == b""
+    _, _, metrics = lb.admin.request("GET", "/metrics")
+    assert "sws_lb_no_backend_total 10\n" in metrics.decode()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("no_backend")]
+    assert 1 <= len(lines) <= 3, lines
+    assert "clients_refused=1" in lines[0]
