@@ -62,7 +62,7 @@ class AdminApi:
         self._relay = relay
 
     def handle(self, method: str, target: str) -> Response:
-        path = target.split("?", 1)[0]
+        path, _, query = target.partition("?")
         parts = [p for p in path.split("/") if p]
         if parts == ["healthz"]:
             return self._only(method, "GET", self._healthz)
@@ -84,7 +84,8 @@ class AdminApi:
             if len(parts) == 2:
                 return self._only(method, "GET", lambda: _json(200, backend.to_json()))
             if parts[2] == "drain":
-                return self._only(method, "POST", lambda: self._drain(backend))
+                force = "force=true" in query.split("&")
+                return self._only(method, "POST", lambda: self._drain(backend, force))
             if parts[2] == "enable":
                 return self._only(method, "POST", lambda: self._enable(backend))
         return _error(404, f"no such path: {path}")
@@ -111,7 +112,17 @@ class AdminApi:
     def _backends(self) -> Response:
         return _json(200, {"backends": [b.to_json() for b in self._pool]})
 
-    def _drain(self, backend: Backend) -> Response:
+    def _drain(self, backend: Backend, force: bool) -> Response:
+        others = [b for b in self._pool if b is not backend and b.available]
+        if backend.available and not others and not force:
+            # Like a disruption budget: a rolling update that drains the second proxy before
+            # the first is back would otherwise refuse every client.
+            return _error(
+                409,
+                f'draining backend "{backend.name}" would leave no backend to take '
+                "connections; add ?force=true to drain it anyway",
+                backend=backend.name,
+            )
         self._pool.drain(backend)
         return _json(200, backend.to_json())
 

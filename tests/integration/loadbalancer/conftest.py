@@ -63,8 +63,9 @@ class Admin:
         assert status == 200
         return {b["name"]: b for b in document["backends"]}
 
-    def drain(self, name: str) -> dict[str, Any]:
-        status, document = self.json("POST", f"/backends/{name}/drain")
+    def drain(self, name: str, force: bool = False) -> dict[str, Any]:
+        query = "?force=true" if force else ""
+        status, document = self.json("POST", f"/backends/{name}/drain{query}")
         assert status == 200, document
         return dict(document)
 

@@ -141,3 +141,25 @@ def test_metrics_parse_and_count(balancer_factory) -> None:
         assert samples["sws_lb_retries_total"][""] == 0.0
     finally:
         a.stop()
+
+
+def test_draining_the_last_available_backend_needs_force(balancer_factory) -> None:
+    a, b = NamedHttpServer("a").start(), NamedHttpServer("b").start()
+    try:
+        lb = balancer_factory(f"a={a.address}", f"b={b.address}")
+        lb.admin.drain("a")
+        status, document = lb.admin.json("POST", "/backends/b/drain")
+        assert status == 409
+        assert document["backend"] == "b"
+        assert '"b" would leave no backend' in document["error"]
+        assert lb.admin.backend("b")["state"] == "enabled"
+        assert lb.admin.drain("b", force=True)["state"] == "draining"
+        lb.admin.enable("a")
+        lb.admin.enable("b")
+        # With a down, b is the last one available too.
+        a.stop()
+        wait_for(lambda: lb.admin.backend("a")["health"] == "down")
+        assert lb.admin.json("POST", "/backends/b/drain")[0] == 409
+    finally:
+        a.stop()  # stopping twice is harmless
+        b.stop()

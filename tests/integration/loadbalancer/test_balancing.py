@@ -165,7 +165,7 @@ def test_no_available_backend_closes_the_client(balancer_factory) -> None:
     try:
         lb = balancer_factory(backend_spec(a))
         assert lb.admin.json("GET", "/readyz")[0] == 200
-        lb.admin.drain("a")
+        lb.admin.drain("a", force=True)
         status, document = lb.admin.json("GET", "/readyz")
         assert (status, document["available"]) == (503, [])
         with lb.connect() as sock:
@@ -204,7 +204,7 @@ def test_refusals_are_counted_each_but_logged_at_most_once_a_second(
     balancer_factory, caplog
 ) -> None:
     lb = balancer_factory("a=127.0.0.1:1")
-    lb.admin.drain("a")
+    lb.admin.drain("a", force=True)
     with caplog.at_level("WARNING", logger="sws.loadbalancer"):
         for _ in range(10):
             with lb.connect() as sock:
