@@ -7,7 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sws.errors import InvalidInput
+from sws.errors import InvalidInput, RouteTableError
+from sws.platform_routes import api_route
 
 _INSTANCE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
@@ -40,6 +41,19 @@ class Config:
     backoff_max: float = 300.0
     proxies: tuple[ProxyEndpoint, ...] = ()
     log_level: str = "INFO"
+    # The front balancer's admin API; None: proxies are updated in place, one at a time.
+    loadbalancer_admin: str | None = None
+    # How long a swap waits for a drained proxy's connections to close before going on.
+    swap_drain_timeout: float = 10.0
+    # How long a swap waits for the balancer to report a re-enabled proxy up.
+    swap_up_timeout: float = 10.0
+    # How often the proxies are looked at when no new table arrives.
+    proxy_check_interval: float = 1.0
+    # One request to a proxy's or the balancer's admin API.
+    admin_timeout: float = 2.0
+    # The platform's API domain and the apiserver's host:port it routes to.
+    api_domain: str | None = None
+    api_backend: str | None = None
 
     def __post_init__(self) -> None:
         if not _INSTANCE.match(self.instance):
@@ -54,12 +68,34 @@ class Config:
             "probe_timeout",
             "backoff_initial",
             "backoff_max",
+            "swap_up_timeout",
+            "proxy_check_interval",
+            "admin_timeout",
         ):
             if getattr(self, field_name) <= 0:
                 raise InvalidInput(f"{field_name}: must be positive")
-        for field_name in ("grace_period", "stop_timeout"):
+        for field_name in ("grace_period", "stop_timeout", "swap_drain_timeout"):
             if getattr(self, field_name) < 0:
                 raise InvalidInput(f"{field_name}: must not be negative")
+        if (self.api_domain is None) != (self.api_backend is None):
+            raise InvalidInput(
+                "SWS_API_DOMAIN, SWS_API_BACKEND: set both (the API domain and the apiserver's "
+                "host:port) or neither"
+            )
+
+    @property
+    def swap_lock_key(self) -> int:
+        """The advisory-lock key that lets one proxy swap run at a time (agent or command)."""
+        digest = hashlib.sha256(f"sws-swap:{self.instance}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    @property
+    def api_backend_address(self) -> tuple[str, int] | None:
+        """The apiserver's (host, port), or None when no API domain is routed."""
+        if self.api_backend is None:
+            return None
+        host, _, port = self.api_backend.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @property
     def leader_lock_key(self) -> int:
@@ -88,6 +124,13 @@ class Config:
             backoff_max=_seconds(env, "SWS_BACKOFF_MAX", 300.0),
             proxies=parse_proxies(env.get("SWS_PROXIES", "")),
             log_level=env.get("SWS_LOG_LEVEL", "INFO").upper(),
+            loadbalancer_admin=_admin_url(env, "SWS_LOADBALANCER_ADMIN"),
+            swap_drain_timeout=_seconds(env, "SWS_SWAP_DRAIN_TIMEOUT", 10.0),
+            swap_up_timeout=_seconds(env, "SWS_SWAP_UP_TIMEOUT", 10.0),
+            proxy_check_interval=_seconds(env, "SWS_PROXY_CHECK_INTERVAL", 1.0),
+            admin_timeout=_seconds(env, "SWS_ADMIN_TIMEOUT", 2.0),
+            api_domain=_api_domain(env),
+            api_backend=_host_port(env, "SWS_API_BACKEND"),
         )
 
 
@@ -118,3 +161,35 @@ def parse_proxies(text: str) -> tuple[ProxyEndpoint, ...]:
     if len(set(names)) != len(names):
         raise InvalidInput("SWS_PROXIES: a proxy name is listed twice")
     return tuple(out)
+
+
+def _admin_url(env: Mapping[str, str], name: str) -> str | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    if not text.startswith(("http://", "https://")) or len(text.split("://", 1)[1]) == 0:
+        raise InvalidInput(f"{name}: {text!r} is not an http://host:port URL")
+    return text.rstrip("/")
+
+
+def _api_domain(env: Mapping[str, str]) -> str | None:
+    text = env.get("SWS_API_DOMAIN", "").strip().lower().rstrip(".")
+    if not text:
+        return None
+    try:
+        api_route(text, ())
+    except RouteTableError:
+        raise InvalidInput(
+            f"SWS_API_DOMAIN: {text!r} is not a domain name (labels of a-z, 0-9 and '-')"
+        ) from None
+    return text
+
+
+def _host_port(env: Mapping[str, str], name: str) -> str | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InvalidInput(f"{name}: {text!r} is not host:port (port 1-65535)")
+    return text

@@ -6,8 +6,9 @@ One thread runs passes. A pass reads the desired state in one confdb snapshot, l
 instance's containers (one Docker call; only new or not-yet-ready containers are probed or
 inspected), plans with the pure `sws.plan.plan` and executes the actions. Quick actions
 (publish routes, remove a container that serves nothing, record status) run inline; slow ones
-(create with its image pull, graceful stop, proxy sync) run on a small worker pool, and what
-they concern is marked so later passes neither repeat nor disturb them.
+(create with its image pull, graceful stop) run on a small worker pool, and what they concern
+is marked so later passes neither repeat nor disturb them. The rolling proxy swap runs on a
+thread of its own (`agent.swap`), offered each pass's newest table.
 No pass waits for a container to become ready: while anything is in progress the plan asks
 for a short requeue, and a later pass carries on. So one service's rolling update never holds
 up another's.
@@ -30,7 +31,6 @@ after a restart it is rebuilt by probing and re-draining, which only costs one g
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import socket
 import threading
@@ -43,7 +43,7 @@ from typing import Any
 import psycopg
 
 from agent.config import Config
-from agent.proxies import ProxySync
+from agent.logfmt import fmt
 from agent.runtime import (
     LABEL_GENERATION,
     LABEL_PORT,
@@ -54,6 +54,7 @@ from agent.runtime import (
     ContainerRequest,
     Runtime,
 )
+from agent.swap import SwapLoop
 from confdb import observed, routes
 from confdb.db import connect, redact
 from confdb.migrate import MigrationError, migrate
@@ -71,6 +72,7 @@ from sws.plan import (
     RecordEvent,
     RecordFailure,
     RemoveReplica,
+    ServiceStatus,
     Settings,
     StartReplica,
     StopReplica,
@@ -79,7 +81,8 @@ from sws.plan import (
     WriteStatus,
     plan,
 )
-from sws.route_table import RouteTable
+from sws.platform_routes import api_route, combine, platform_part, screen, tenant_part
+from sws.route_table import Route, RouteTable
 from sws.spec import ServiceSpec
 
 log = logging.getLogger("sws.agent")
@@ -87,17 +90,6 @@ log = logging.getLogger("sws.agent")
 DESIRED_STATE_CHANNEL = "sws_desired_state"
 
 RouteHook = Callable[[RouteTable], None]
-
-
-def fmt(event: str, **fields: object) -> str:
-    """`event k=v ...`, quoting values that need it."""
-    parts = [event]
-    for key, value in fields.items():
-        text = str(value)
-        if not text or any(ch in text for ch in ' "=\n'):
-            text = json.dumps(text)
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
 
 
 @dataclass
@@ -137,10 +129,11 @@ class Agent:
         self._failures: dict[tuple[str, str], _FailureRecord] = {}
         self._pending_events: list[observed.Event] = []
         self._latest: RouteTable | None = None
-        self._proxies = ProxySync(config.proxies, config.database_url) if config.proxies else None
-        self._proxies_busy = False
-        # (version all proxies acknowledged, or -1 after a failure; when, on the monotonic clock)
-        self._proxies_synced: tuple[int, float] = (-1, 0.0)
+        self._swap = SwapLoop(config, self.leading) if config.proxies else None
+        # The platform's own routes for this pass, and the apiserver's last resolved addresses.
+        self._platform: tuple[Route, ...] = ()
+        self._api_backends: tuple[str, ...] = ()
+        self._api_error: str | None = None
         self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sws-agent-work")
         self._probes = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sws-agent-probe")
 
@@ -167,6 +160,8 @@ class Agent:
                 return
             listener = threading.Thread(target=self._listen, name="sws-agent-listen", daemon=True)
             listener.start()
+            if self._swap is not None:
+                self._swap.start()
             while not self._stopped.is_set():
                 lock_conn = self._acquire_leadership()
                 if lock_conn is None:
@@ -179,13 +174,13 @@ class Agent:
                         lock_conn.close()
         finally:
             self._stopped.set()
+            if self._swap is not None:
+                self._swap.stop()
             self._workers.shutdown(wait=True)
             self._probes.shutdown(wait=True)
             if listener is not None:
                 listener.join(timeout=5)
             self._close_db()
-            if self._proxies is not None:
-                self._proxies.close()
             if self._runtime is not None:
                 self._runtime.close()
             log.info(fmt("agent.stop", instance=self.config.instance))
@@ -311,18 +306,21 @@ class Agent:
         started = time.monotonic()
         conn = self._conn()
         snapshot = observed.read_snapshot(conn)
-        desired = self._desired(snapshot)
+        every = self._desired(snapshot)
         containers = self.observe()
         self._latest = (
             routes.table_from_row(*snapshot.routes) if snapshot.routes is not None else None
         )
+        self._platform = self._platform_routes()
+        # A service asking for the platform's domain is never routed (nor run).
+        desired, refused = screen(every, (d for r in self._platform for d in r.domains))
         world = World(
             now=time.time(),
             containers=tuple(containers),
-            routes=self._latest,
+            routes=tenant_part(self._latest),
             statuses=snapshot.statuses,
             replica_statuses=snapshot.replicas,
-            failures=self._failure_view(desired),
+            failures=self._failure_view(every),
         )
         result = plan(desired, world, self.settings)
         writes = observed.Writes()
@@ -330,10 +328,13 @@ class Agent:
             writes.events.extend(self._pending_events)
             self._pending_events.clear()
         self._execute(result, writes)
+        self._refuse(refused, snapshot.statuses, writes)
+        self._publish_platform()
         if writes:
             for name in observed.write_observed(conn, writes):
                 log.info(fmt("service.deleted", service=name))
-        self._sync_proxies()
+        if self._swap is not None and self._latest is not None:
+            self._swap.offer(self._latest)
         self.passes += 1
         if len(result.actions) > 0:
             log.debug(
@@ -654,9 +655,64 @@ class Agent:
         log.warning(fmt("replica.failed", service=service, replica=replica, error=error.message))
         events.append(observed.Event(service, "Failed", message, "Warning"))
 
+    def _platform_routes(self) -> tuple[Route, ...]:
+        """The API domain's route to the apiserver's addresses, looked up afresh each pass."""
+        address = self.config.api_backend_address
+        if address is None or self.config.api_domain is None:
+            return ()
+        host, port = address
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as e:
+            # Keep the last addresses: a recreated apiserver is briefly unknown to the DNS.
+            if self._api_error != str(e):
+                log.warning(fmt("api.unresolved", backend=self.config.api_backend, error=str(e)))
+                self._api_error = str(e)
+            return (api_route(self.config.api_domain, self._api_backends),)
+        self._api_error = None
+        v4 = sorted({f"{i[4][0]}:{port}" for i in infos if i[0] == socket.AF_INET})
+        v6 = sorted(
+            {f"[{str(i[4][0]).split('%')[0]}]:{port}" for i in infos if i[0] == socket.AF_INET6}
+        )
+        backends = tuple(v4 or v6)
+        if backends != self._api_backends:
+            log.info(
+                fmt("api.resolved", domain=self.config.api_domain, backends=",".join(backends))
+            )
+            self._api_backends = backends
+        return (api_route(self.config.api_domain, backends),)
+
+    def _refuse(
+        self,
+        refused: list[tuple[DesiredService, str]],
+        recorded: dict[str, ServiceStatus],
+        writes: observed.Writes,
+    ) -> None:
+        """Report services that ask for a reserved domain as failing; they get no route."""
+        for service, message in refused:
+            status = ServiceStatus("failing", message, service.generation, 0)
+            if recorded.get(service.name) != status:
+                writes.statuses[service.name] = (status, ())
+            key = (service.name, "Failed", message)
+            if key not in self._announced:
+                self._announced.add(key)
+                log.warning(fmt("service.refused", service=service.name, reason=message))
+                writes.events.append(observed.Event(service.name, "Failed", message, "Warning"))
+
+    def _publish_platform(self) -> None:
+        """Publish a table when only the platform's routes changed (e.g. a new apiserver IP)."""
+        latest = self._latest
+        if latest is None:
+            return
+        by_name = sorted(self._platform, key=lambda r: r.name)
+        if list(platform_part(latest)) == by_name:
+            return
+        tenants = tenant_part(latest)
+        self._publish(PublishRoutes(tenants.services if tenants is not None else ()))
+
     def _publish(self, action: PublishRoutes) -> None:
         try:
-            wanted = RouteTable(0, action.routes)
+            wanted = RouteTable(0, combine(action.routes, self._platform))
         except RouteTableError as e:
             log.error(fmt("routes.invalid", error=e.message))
             raise
@@ -674,33 +730,6 @@ class Agent:
         self._latest = table
         if self._on_routes is not None:
             self._on_routes(table)
-
-    def _sync_proxies(self) -> None:
-        """Start a proxy sync on a worker if a proxy may be behind the latest table."""
-        table = self._latest
-        if self._proxies is None or table is None:
-            return
-        version, at = self._proxies_synced
-        since = time.monotonic() - at
-        # A new table goes out at once; after a failure, retry at most once a second.
-        behind = version != table.version and (version >= 0 or since >= 1.0)
-        with self._mutex:
-            if self._proxies_busy or not (behind or since >= self.config.interval):
-                return
-            self._proxies_busy = True
-        self._workers.submit(self._proxy_worker, self._proxies, table)
-
-    def _proxy_worker(self, sync: ProxySync, table: RouteTable) -> None:
-        try:
-            results = sync.sync(table)
-            ok = all(state == "serving" for _, state, _ in results.values())
-            self._proxies_synced = (table.version if ok else -1, time.monotonic())
-        except Exception:
-            log.exception(fmt("proxies.sync_crashed"))
-            self._proxies_synced = (-1, time.monotonic())
-        finally:
-            with self._mutex:
-                self._proxies_busy = False
 
     def _stop_worker(self, action: StopReplica) -> None:
         try:

@@ -68,6 +68,12 @@ def route_table_history(conn: Conn, since: int = 0) -> list[RouteTable]:
     return [table_from_row(int(r[0]), r[1]) for r in rows]
 
 
+def latest_route_version(conn: Conn) -> int:
+    """The newest published version (0 when none was published): a cheap change check."""
+    row = conn.execute("SELECT COALESCE(max(version), 0) FROM route_tables").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
 @dataclass(frozen=True)
 class ProxyState:
     name: str
@@ -75,6 +81,8 @@ class ProxyState:
     state: str  # unknown | serving | draining | failed
     message: str
     updated_at: datetime | None = None
+    # Held for maintenance: the agent's swap leaves it alone until it is released.
+    held: bool = False
 
 
 def record_proxy(conn: Conn, name: str, route_version: int, state: str, message: str = "") -> None:
@@ -96,6 +104,45 @@ def record_proxy(conn: Conn, name: str, route_version: int, state: str, message:
 
 def list_proxies(conn: Conn) -> list[ProxyState]:
     rows = conn.execute(
-        "SELECT name, route_version, state, message, updated_at FROM proxies ORDER BY name"
+        "SELECT name, route_version, state, message, updated_at, held FROM proxies ORDER BY name"
     ).fetchall()
-    return [ProxyState(str(r[0]), int(r[1]), str(r[2]), str(r[3]), r[4]) for r in rows]
+    return [ProxyState(str(r[0]), int(r[1]), str(r[2]), str(r[3]), r[4], bool(r[5])) for r in rows]
+
+
+def set_proxy_held(conn: Conn, name: str, held: bool, state: str, message: str) -> None:
+    """Hold a proxy for maintenance (or release it), recording its state in the same write."""
+    with conn.transaction():
+        conn.execute(
+            """
+            INSERT INTO proxies (name, state, message, held, updated_at)
+            VALUES (%s, %s, %s, %s, now())
+            ON CONFLICT (name) DO UPDATE SET
+                state = EXCLUDED.state,
+                message = EXCLUDED.message,
+                held = EXCLUDED.held,
+                updated_at = now()
+            """,
+            (name, state, message, held),
+        )
+
+
+def held_proxies(conn: Conn) -> frozenset[str]:
+    """Names of the proxies held for maintenance."""
+    with conn.transaction():
+        rows = conn.execute("SELECT name FROM proxies WHERE held").fetchall()
+    return frozenset(str(r[0]) for r in rows)
+
+
+def try_lock_swaps(conn: Conn, key: int) -> bool:
+    """Take the session-level lock that lets one proxy swap run at a time; False if taken.
+
+    Held on `conn`'s session, so a process that dies releases it with its connection.
+    """
+    with conn.transaction():
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return bool(row is not None and row[0])
+
+
+def unlock_swaps(conn: Conn, key: int) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
