@@ -16,6 +16,12 @@ made while one read is parsed are joined into one ``transport.write``. When the 
 ends, the connection goes back to its backend's pool if both sides allow keep-alive and the
 whole request was sent; otherwise it is closed.
 
+Response heads are rewritten once and remembered per backend, keyed by their bytes
+(``ResponseHead``): a backend repeats its heads, often changing only Date once a second. A
+response that arrives whole in one read, framed by Content-Length, with a head byte-for-byte
+equal to one the parser accepted before, is relayed without the parser: the same bytes would
+parse the same way, and the body's extent and keep-alive were remembered with the head.
+
 A 101 answer to an upgrade request turns the pair into a tunnel: bytes are copied both ways
 until either side closes. A tunnel keeps its backend through route swaps.
 
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from typing import TYPE_CHECKING, cast
 
 from httptools import (
@@ -58,6 +65,7 @@ if TYPE_CHECKING:
 
 _CACHED_HEADS = 64
 _CACHED_HEAD_LIMIT = 2048
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]+)", re.IGNORECASE)
 
 
 class _HeadDone(Exception):
@@ -66,6 +74,41 @@ class _HeadDone(Exception):
 
 class _BadResponse(Exception):
     """The backend sent something a proxy must not pass on."""
+
+
+class ResponseHead:
+    """A response head as the parser accepted it, rewritten for the client."""
+
+    __slots__ = (
+        "backend_keep_alive",
+        "chunked",
+        "close_head",
+        "has_length",
+        "keep_alive_head",
+        "length",
+        "prefix",
+        "status",
+        "upgrade",
+        "whole",
+    )
+
+    def __init__(self, raw: bytes, status: int, keep_alive: bool) -> None:
+        self.status = status
+        # Leading empty lines are allowed before a status line; the fields follow it.
+        raw = raw.lstrip(b"\r\n")
+        fields = raw[raw.find(b"\r\n") :] if b"\r\n" in raw else b""
+        fields, self.has_length, self.chunked, self.upgrade = rewrite_response_fields(fields)
+        self.prefix = STATUS_LINES[status] + (fields[2:] + CRLF if fields else b"")
+        self.keep_alive_head = self.prefix + CONNECTION_KEEP_ALIVE + CRLF
+        self.close_head = self.prefix + CONNECTION_CLOSE + CRLF
+        self.backend_keep_alive = keep_alive
+        length = _CONTENT_LENGTH.search(fields) if self.has_length else None
+        self.length = int(length[1]) if length is not None else -1
+        # A final answer framed by Content-Length can be relayed without the parser when
+        # the whole of it arrives in one read (see UpstreamConnection._whole).
+        self.whole = (
+            self.length >= 0 and not self.chunked and status >= 200 and status not in (204, 304)
+        )
 
 
 class Backend:
@@ -90,10 +133,26 @@ class Backend:
         self.connections = 0
         self.idle: list[UpstreamConnection] = []
         self.failed_until = 0.0
-        self.heads: dict[bytes, tuple[bytes, bool, bool, bytes | None]] = {}
+        self.heads: dict[bytes, ResponseHead] = {}
         # Set when a route swap dropped this backend: its connections finish what they carry
         # and then close instead of going back to the pool.
         self.retired = False
+
+    def head(self, raw: bytes, status: int, keep_alive: bool) -> ResponseHead:
+        """Return the rewritten form of a response head the parser has just accepted.
+
+        A backend tends to send the same head again and again (often only Date differs from
+        one second to the next), so heads are remembered, keyed by their bytes.
+        """
+        heads = self.heads
+        head = heads.get(raw)
+        if head is None:
+            head = ResponseHead(raw, status, keep_alive)
+            if len(raw) <= _CACHED_HEAD_LIMIT:
+                if len(heads) >= _CACHED_HEADS:
+                    heads.clear()
+                heads[raw] = head
+        return head
 
     def pop_idle(self) -> UpstreamConnection | None:
         idle = self.idle
@@ -225,7 +284,22 @@ class UpstreamConnection(asyncio.Protocol):
         self.deadline = self.server.now + self.server.config.upstream_timeout
         if not self.head_sent:
             # Keep the bytes of a head still being received: it is rewritten from them.
-            self.raw = self.raw + data if self.raw else data
+            if self.raw:
+                self.raw += data
+            else:
+                end = data.find(b"\r\n\r\n")
+                if end > 0:
+                    head = self.backend.heads.get(data[:end])
+                    if (
+                        head is not None
+                        and head.whole
+                        and head.length == len(data) - end - 4
+                        and not ex.is_head
+                        and not ex.upgrade
+                    ):
+                        self._whole(ex, head, data, end + 4)
+                        return
+                self.raw = data
         out = self.out
         try:
             self.parser.feed_data(data)
@@ -295,40 +369,25 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is None:
             raise _BadResponse("a response nobody asked for")
-        status = self.parser.get_status_code()
+        parser = self.parser
+        status = parser.get_status_code()
         if status >= 1000:
             raise _BadResponse(f"status {status}")
         raw = self.raw
         end = raw.find(b"\r\n\r\n")
-        first = raw.find(b"\r\n")
-        fields = raw[first:end]
-        # A backend tends to send the same head again and again (often only Date differs
-        # from one second to the next), so rewritten heads are remembered per backend.
-        cache = self.backend.heads
-        rewritten = cache.get(fields)
-        if rewritten is None:
-            rewritten = rewrite_response_fields(fields)
-            if len(fields) <= _CACHED_HEAD_LIMIT:
-                if len(cache) >= _CACHED_HEADS:
-                    cache.clear()
-                cache[fields] = rewritten
-        fields, has_length, chunked, upgrade = rewritten
+        head = self.backend.head(raw[:end], status, parser.should_keep_alive())
         self.raw = raw[end + 4 :]
         out = self.out
-        lines: list[bytes] = [STATUS_LINES[status]]
-        if fields:
-            lines.append(fields[2:])
-            lines.append(CRLF)
         if status < 200:
             if status == 101:
+                upgrade = head.upgrade
                 if not ex.upgrade or upgrade is None:
                     raise _BadResponse("101 Switching Protocols to a request that asked none")
                 self.upgraded = True
                 ex.status = 101
                 ex.response_started = True
                 self.head_sent = True
-                lines.append(b"Connection: upgrade\r\nUpgrade: %s\r\n\r\n" % upgrade)
-                out.append(b"".join(lines))
+                out.append(head.prefix + b"Connection: upgrade\r\nUpgrade: %s\r\n\r\n" % upgrade)
                 return
             # An interim answer (100 Continue, 103 Early Hints): pass it on and wait for the
             # final one. HTTP/1.0 clients do not know 1xx.
@@ -336,8 +395,7 @@ class UpstreamConnection(asyncio.Protocol):
             if status == 100:
                 self.continued = True
             if not ex.http10:
-                lines.append(CRLF)
-                out.append(b"".join(lines))
+                out.append(head.prefix + CRLF)
             return
         ex.status = status
         keep = ex.keep_alive and not ex.client.closing and not self.server.draining
@@ -350,24 +408,59 @@ class UpstreamConnection(asyncio.Protocol):
             keep = False
         if ex.is_head or status == 204 or status == 304:
             self.head_only = ex.is_head
-        elif not has_length:
-            self.close_delimited = not chunked
+        elif not head.has_length:
+            self.close_delimited = not head.chunked
             if ex.http10:
                 keep = False
             else:
                 self.chunked_out = True
-                lines.append(CHUNKED)
+                ex.close_after = not keep
+                out.append(
+                    head.prefix
+                    + CHUNKED
+                    + (CONNECTION_KEEP_ALIVE if keep else CONNECTION_CLOSE)
+                    + CRLF
+                )
+                ex.response_started = True
+                self.head_sent = True
+                self.raw = b""
+                return
         ex.close_after = not keep
-        lines.append(CONNECTION_KEEP_ALIVE if keep else CONNECTION_CLOSE)
-        lines.append(CRLF)
-        out.append(b"".join(lines))
+        out.append(head.keep_alive_head if keep else head.close_head)
         ex.response_started = True
         self.head_sent = True
         self.raw = b""
         if self.head_only:
-            self.keep_alive = self.parser.should_keep_alive()
+            self.keep_alive = parser.should_keep_alive()
             self.done = True
             raise _HeadDone
+
+    def _whole(self, ex: Exchange, head: ResponseHead, data: bytes, start: int) -> None:
+        """Relay a response that came whole in one read and whose head was seen before.
+
+        The same bytes were accepted by the parser before, so they are valid again; what
+        the parser would add (the body's extent, keep-alive) was remembered with the head.
+        The exchange-dependent decisions are the ones ``on_headers_complete`` makes.
+        """
+        ex.status = head.status
+        keep = (
+            ex.keep_alive
+            and not ex.client.closing
+            and not self.server.draining
+            and (ex.complete or not ex.expect or self.continued)
+        )
+        ex.close_after = not keep
+        ex.response_started = True
+        self.head_sent = True
+        ex.bytes_out += head.length
+        client = ex.client
+        if not client.closed:
+            client.transport.write(
+                (head.keep_alive_head if keep else head.close_head) + data[start:]
+            )
+        self.keep_alive = head.backend_keep_alive
+        self.done = True
+        self._finish()
 
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
