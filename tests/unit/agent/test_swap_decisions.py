@@ -13,6 +13,7 @@ from sws.swap import (
     idle,
     needs_swap,
     next_swap,
+    oldest_in_service,
     serving,
     state_of,
 )
@@ -33,7 +34,9 @@ FULL = (
 )
 
 
-def proxy(name: str, version: int | None = 5, lb: BalancerView | None = UP, **kw: object) -> ProxyView:
+def proxy(
+    name: str, version: int | None = 5, lb: BalancerView | None = UP, **kw: object
+) -> ProxyView:
     return ProxyView(name, version, balancer=lb, **kw)  # type: ignore[arg-type]
 
 
@@ -88,7 +91,11 @@ def test_without_a_balancer_every_swap_is_in_place_one_at_a_time() -> None:
     views = [proxy("proxy-1", 4, None), proxy("proxy-2", 4, None)]
     swap = next_swap(views, 5, 0.0, {})
     assert swap is not None
-    assert (swap.proxy, swap.mode, swap.steps) == ("proxy-1", Mode.IN_PLACE, (Step.PUSH, Step.VERIFY))
+    assert (swap.proxy, swap.mode, swap.steps) == (
+        "proxy-1",
+        Mode.IN_PLACE,
+        (Step.PUSH, Step.VERIFY),
+    )
     assert swap.note == "updated in place: no balancer to drain it in"
     swap = next_swap(views, 5, 0.0, {}, done={"proxy-1"})
     assert swap is not None and swap.proxy == "proxy-2"
@@ -180,3 +187,14 @@ def test_states_for_swsctl_platform() -> None:
     assert state_of(proxy("p", 4), 5, None) == ("serving", "swap to version 5 pending")
     # A refusal of an older table no longer counts once the proxy runs the newest.
     assert state_of(proxy("p", 5), 5, Refusal(5, "x", 0.0)) == ("serving", "")
+
+
+def test_a_routed_out_backend_may_stop_once_every_proxy_in_service_has_the_table() -> None:
+    assert oldest_in_service([proxy("proxy-1", 7), proxy("proxy-2", 6)], 7) == 6
+    # Proxies that get no traffic do not hold it back.
+    assert oldest_in_service([proxy("proxy-1", 7), proxy("proxy-2", 3, DRAINED)], 7) == 7
+    assert oldest_in_service([proxy("proxy-1", 7), proxy("proxy-2", None)], 7) == 7
+    assert oldest_in_service([proxy("proxy-1", 7), proxy("proxy-2", 3, held=True)], 7) == 7
+    assert oldest_in_service([proxy("proxy-1", 7), proxy("proxy-2", 3, DOWN)], 7) == 7
+    assert oldest_in_service([proxy("proxy-1", 4, None), proxy("proxy-2", 5, None)], 7) == 4
+    assert oldest_in_service([], 7) == 7
