@@ -121,6 +121,8 @@ class Agent:
         self._mutex = threading.Lock()
         self._ready: set[str] = set()
         self._draining: dict[str, float] = {}
+        # The table version that routed each draining container out.
+        self._drain_versions: dict[str, int] = {}
         self._stopping: set[str] = set()
         # (service, reason, message) of one-off events already recorded.
         self._announced: set[tuple[str, str, str]] = set()
@@ -379,6 +381,7 @@ class Agent:
             for cid in list(self._draining):
                 if cid not in present:
                     del self._draining[cid]
+                    self._drain_versions.pop(cid, None)
             for i in infos:
                 if i.state != "running":
                     self._ready.discard(i.id)
@@ -489,7 +492,11 @@ class Agent:
         elif isinstance(action, Drain):
             with self._mutex:
                 self._draining.setdefault(action.container_id, time.time())
+                if self._latest is not None:
+                    self._drain_versions.setdefault(action.container_id, self._latest.version)
         elif isinstance(action, StopReplica):
+            if self._proxies_behind(action.container_id):
+                return
             with self._mutex:
                 self._stopping.add(action.container_id)
             self._workers.submit(self._stop_worker, action)
@@ -508,6 +515,7 @@ class Agent:
         elif isinstance(action, Undrain):
             with self._mutex:
                 self._draining.pop(action.container_id, None)
+                self._drain_versions.pop(action.container_id, None)
         elif isinstance(action, RecordEvent):
             key = (action.service, action.reason, action.message)
             if action.once:
@@ -731,6 +739,21 @@ class Agent:
         if self._on_routes is not None:
             self._on_routes(table)
 
+    def _proxies_behind(self, container_id: str) -> bool:
+        """A proxy that may get traffic still runs a table routing to this container.
+
+        The grace period starts when the table is stored; the rolling swap can take longer to
+        reach the last proxy. Bounded, so a proxy stuck behind cannot keep it forever.
+        """
+        if self._swap is None:
+            return False
+        with self._mutex:
+            needed = self._drain_versions.get(container_id)
+            since = self._draining.get(container_id)
+        if needed is None or since is None or self._swap.caught_up >= needed:
+            return False
+        return time.time() - since < self.config.grace_period + self._swap.max_lag
+
     def _stop_worker(self, action: StopReplica) -> None:
         try:
             self.runtime.stop(action.container_id, self.config.stop_timeout)
@@ -790,6 +813,7 @@ class Agent:
         with self._mutex:
             self._ready.discard(container_id)
             self._draining.pop(container_id, None)
+            self._drain_versions.pop(container_id, None)
             self._stopping.discard(container_id)
 
 

@@ -45,6 +45,7 @@ from sws.swap import (
     fence,
     idle,
     next_swap,
+    oldest_in_service,
     serving,
     state_of,
 )
@@ -241,6 +242,11 @@ class Swapper:
                 elif step is Step.WAIT_UP:
                     self._wait_up(name)
         except Refused as e:
+            if e.message.startswith("balancer"):
+                # E.g. 409: the balancer saw no other proxy up after all. Nothing is wrong
+                # with this proxy; the next round decides afresh.
+                log.warning(fmt("swap.aborted", proxy=name, step=step.value, error=e.message))
+                return
             self._refused(name, table.version, step, e)
             return
         except Interrupted:
@@ -400,7 +406,7 @@ class Swapper:
             routes.set_proxy_held(conn, name, True, "draining", "held for maintenance")
             self._recorded.pop(name, None)
             held.add(name)
-            self.balancer.drain(name)
+            self.balancer.drain(name, force=force)
             try:
                 self.proxies[name].drain()
             except Unavailable as e:
@@ -460,6 +466,14 @@ class SwapLoop:
         self._swapper = Swapper(config, stop=self._stopped)
         self._thread = threading.Thread(target=self._run, name="sws-agent-swap", daemon=True)
         self.rounds = 0
+        # The oldest table version a proxy that may get traffic ran after the last round.
+        self.caught_up = 0
+        # How far behind the newest table a round may leave the proxies at worst.
+        self.max_lag = (
+            len(config.proxies) * (config.swap_drain_timeout + config.swap_up_timeout)
+            + config.proxy_check_interval
+            + 5.0
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -483,7 +497,9 @@ class SwapLoop:
             table = self._table
             if table is not None and self._leading.is_set():
                 try:
-                    self._swapper.round(table)
+                    views = self._swapper.round(table)
+                    if views is not None:
+                        self.caught_up = oldest_in_service(views, table.version)
                     self.rounds += 1
                 except Interrupted:
                     break

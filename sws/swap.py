@@ -241,6 +241,21 @@ def fence(views: Sequence[ProxyView]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def oldest_in_service(views: Sequence[ProxyView], target: int) -> int:
+    """The oldest version among proxies that may be given traffic (`target` if none).
+
+    A backend routed out by a table is safe to stop once this reaches that table's version.
+    """
+    versions = [
+        v.version
+        for v in views
+        if v.version is not None
+        and not v.held
+        and (v.balancer is None or (v.balancer.enabled and v.balancer.health != "down"))
+    ]
+    return min(versions, default=target)
+
+
 def state_of(view: ProxyView, target: int, refusal: Refusal | None) -> tuple[str, str]:
     """(state, message) to record for the proxy: serving, draining or failed."""
     if view.held:
