@@ -1,8 +1,8 @@
 """Request counters and latency histograms, rendered as Prometheus text.
 
-Counting is plain dict arithmetic on the hot path; rendering happens only when scraped. With
-several workers each one counts its own requests and the admin process adds the snapshots up,
-which is why the state can be exported to and merged from JSON-able dicts.
+Counting is one dict lookup and list arithmetic on the hot path; rendering happens only when
+scraped. With several workers each one counts its own requests and the admin process adds the
+snapshots up, which is why the state can be exported to and merged from JSON-able dicts.
 """
 
 from __future__ import annotations
@@ -29,52 +29,69 @@ BUCKETS: tuple[float, ...] = (
 _CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 
 
+class _Counts:
+    """One service's counts: requests by status class, latency buckets, latency sum."""
+
+    __slots__ = ("classes", "latency", "seconds")
+
+    def __init__(self) -> None:
+        # Indexed by status // 100 (statuses are below 1000).
+        self.classes = [0] * 10
+        # One count per bucket plus the overflow (+Inf) slot.
+        self.latency = [0] * (len(BUCKETS) + 1)
+        self.seconds = 0.0
+
+
 class Metrics:
     """Counts finished requests by service and status class, and their latency."""
 
-    __slots__ = ("latency", "latency_sum", "requests")
+    __slots__ = ("services",)
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, int], int] = {}
-        # Per service: one count per bucket plus the overflow (+Inf) slot.
-        self.latency: dict[str, list[int]] = {}
-        self.latency_sum: dict[str, float] = {}
+        self.services: dict[str, _Counts] = {}
 
     def observe(self, service: str, status: int, seconds: float) -> None:
-        key = (service, status // 100)
-        requests = self.requests
-        requests[key] = requests.get(key, 0) + 1
-        counts = self.latency.get(service)
+        counts = self.services.get(service)
         if counts is None:
-            counts = self.latency[service] = [0] * (len(BUCKETS) + 1)
-            self.latency_sum[service] = 0.0
-        counts[bisect_left(BUCKETS, seconds)] += 1
-        self.latency_sum[service] += seconds
+            counts = self.services[service] = _Counts()
+        counts.classes[status // 100] += 1
+        counts.latency[bisect_left(BUCKETS, seconds)] += 1
+        counts.seconds += seconds
 
     def snapshot(self) -> dict[str, Any]:
         """Return the counts as JSON-able data (for adding up across workers)."""
+        services = self.services
         return {
-            "requests": [[s, c, n] for (s, c), n in self.requests.items()],
-            "latency": {s: list(v) for s, v in self.latency.items()},
-            "latency_sum": dict(self.latency_sum),
+            "requests": [
+                [s, c, n]
+                for s, counts in services.items()
+                for c, n in enumerate(counts.classes)
+                if n
+            ],
+            "latency": {s: list(counts.latency) for s, counts in services.items()},
+            "latency_sum": {s: counts.seconds for s, counts in services.items()},
         }
 
 
 def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     """Add several snapshots up into one."""
-    total = Metrics()
+    requests: dict[tuple[str, int], int] = {}
+    latency: dict[str, list[int]] = {}
+    latency_sum: dict[str, float] = {}
     for snap in snapshots:
         for service, cls, n in snap["requests"]:
             key = (service, cls)
-            total.requests[key] = total.requests.get(key, 0) + n
+            requests[key] = requests.get(key, 0) + n
         for service, counts in snap["latency"].items():
-            mine = total.latency.setdefault(service, [0] * (len(BUCKETS) + 1))
+            mine = latency.setdefault(service, [0] * (len(BUCKETS) + 1))
             for i, n in enumerate(counts):
                 mine[i] += n
-            total.latency_sum[service] = (
-                total.latency_sum.get(service, 0.0) + snap["latency_sum"][service]
-            )
-    return total.snapshot()
+            latency_sum[service] = latency_sum.get(service, 0.0) + snap["latency_sum"][service]
+    return {
+        "requests": [[s, c, n] for (s, c), n in requests.items()],
+        "latency": latency,
+        "latency_sum": latency_sum,
+    }
 
 
 def _label(value: str) -> str:

@@ -4,11 +4,13 @@ Theory of operation
 -------------------
 Bytes from the client go straight into httptools' ``HttpRequestParser`` (llhttp, strict
 mode). Its callbacks build one ``Exchange`` per request: ``on_url`` opens it, ``on_header``
-collects fields, ``on_headers_complete`` checks the framing (the smuggling rules: no
-Content-Length with Transfer-Encoding, one Content-Length value, chunked as the only coding),
-renders the head to send upstream (hop-by-hop fields removed, X-Forwarded-* and X-Request-Id
-added) and queues the exchange; ``on_body`` appends body pieces, re-chunked when needed, and
-``on_message_complete`` marks the request whole. A callback that finds a broken rule raises
+renders each ordinary field for upstream as it comes and notes the special ones (framing,
+hop-by-hop, Host, X-Forwarded-*), ``on_headers_complete`` judges those (the smuggling rules:
+no Content-Length with Transfer-Encoding, one Content-Length value, chunked as the only
+coding), finishes the head to send upstream (hop-by-hop fields removed, the framing field
+the proxy's own, X-Forwarded-* and X-Request-Id added) and queues the exchange;
+``on_body`` appends body pieces, re-chunked when needed, and ``on_message_complete`` marks
+the request whole. A callback that finds a broken rule raises
 ``Refusal``, which stops the parser; the refusal is answered in turn and the connection then
 closes, so nothing after a framing error is ever read as a request.
 
@@ -49,6 +51,7 @@ from httptools import (
 from proxy.upstream import Backend, UpstreamConnection, pick
 from proxy.wire import (
     CHUNKED,
+    CRLF,
     LAST_CHUNK,
     REQUEST_SPECIAL,
     connection_tokens,
@@ -75,6 +78,8 @@ BODY_LENGTH = 1
 BODY_CHUNKED = 2
 
 _PIPELINE_LIMIT = 32
+_HOST = frozenset({b"host"})
+_CONNECTION_KEYWORDS = frozenset({b"close", b"keep-alive", b"upgrade"})
 
 
 class Refusal(Exception):
@@ -124,13 +129,83 @@ class Exchange:
     fresh = False
     attempts = 0
     tunnel_data: list[bytes] | None = None
+    # Special request fields as received (see on_header), and the first rule they broke.
+    host_field: bytes | None = None
+    cl_field: bytes | None = None
+    te_field: bytes | None = None
+    conn_field: bytes | None = None
+    upgrade_field: bytes | None = None
+    xff_field: bytes | None = None
+    rid_field: bytes | None = None
+    framed = False
+    bad: Refusal | None = None
 
     def __init__(self, client: ClientConnection, url: bytes) -> None:
         self.client = client
         self.url = url
         self.head_size = len(url)
-        self.headers: list[tuple[bytes, bytes]] = []
+        # The head for upstream in pieces: the request line (method and target filled in
+        # last), then four pieces per forwarded field, then what the proxy adds.
+        self.lines: list[bytes] = [b"", b" ", b"", b" HTTP/1.1\r\n"]
         self.pending: list[bytes] = []
+
+
+def _note_field(ex: Exchange, lname: bytes, value: bytes) -> bool:
+    """Note a special request field other than Host; return whether to leave it out."""
+    if lname == b"content-length":
+        cl = ex.cl_field
+        if cl is not None and cl != value and ex.bad is None:
+            ex.bad = Refusal(400, "bad request: differing Content-Length values")
+        ex.cl_field = value
+        ex.framed = True
+    elif lname == b"transfer-encoding":
+        te = ex.te_field
+        ex.te_field = value if te is None else te + b"," + value
+        ex.framed = True
+    elif lname == b"connection":
+        conn = ex.conn_field
+        ex.conn_field = value if conn is None else conn + b"," + value
+    elif lname == b"upgrade":
+        ex.upgrade_field = value
+    elif lname == b"expect":
+        ex.expect = value.strip().lower() == b"100-continue"
+        return False
+    elif lname == b"x-forwarded-for":
+        xff = ex.xff_field
+        ex.xff_field = value if xff is None else xff + b", " + value
+    elif lname == b"x-request-id" and ex.rid_field is None:
+        ex.rid_field = value
+    # keep-alive, proxy-connection, te, trailer, x-forwarded-proto/host: dropped; the proxy
+    # sets the X-Forwarded ones itself.
+    return True
+
+
+def _framing(ex: Exchange) -> tuple[bytes, ...]:
+    """Check a request's framing fields; set its body kind and return the fields to send."""
+    te = ex.te_field
+    cl = ex.cl_field
+    if te is not None:
+        if cl is not None:
+            raise Refusal(400, "bad request: both Content-Length and Transfer-Encoding")
+        if te.strip().lower() != b"chunked":
+            raise Refusal(400, "bad request: Transfer-Encoding other than chunked")
+        ex.body = BODY_CHUNKED
+        return (CHUNKED,)
+    assert cl is not None
+    if not cl.isdigit():
+        raise Refusal(400, "bad request: invalid Content-Length")
+    if int(cl) > 0:
+        ex.body = BODY_LENGTH
+    return (b"Content-Length: ", cl, CRLF)
+
+
+def _drop_fields(lines: list[bytes], names: frozenset[bytes] | set[bytes]) -> list[bytes]:
+    """Return head pieces without the fields whose lower-case names are in ``names``."""
+    kept = lines[:4]
+    for i in range(4, len(lines), 4):
+        if lines[i].lower() not in names:
+            kept += lines[i : i + 4]
+    return kept
 
 
 class ClientConnection(asyncio.Protocol):
@@ -142,6 +217,9 @@ class ClientConnection(asyncio.Protocol):
         self.parser = HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.peer = b""
+        # X-Forwarded-* for upstream, up to the host: they depend only on the peer address.
+        self.forwarded = b""
+        self.forwarded_for = b""
         self.cur: Exchange | None = None
         self.active: Exchange | None = None
         self.queue: deque[Exchange] = deque()
@@ -166,6 +244,8 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0]).encode("ascii", "replace")
+        self.forwarded = self.peer + b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "
+        self.forwarded_for = b"X-Forwarded-For: " + self.forwarded
         self.server.clients.add(self)
         # A fresh connection has the header timeout to send its first request.
         self.kind = K_IDLE
@@ -277,82 +357,51 @@ class ClientConnection(asyncio.Protocol):
             raise Refusal(414, f"request URL is longer than {self.config.max_url_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Called for every field: ordinary fields are rendered for upstream here, in order;
+        # the special ones are noted on the exchange and judged when the head is complete.
         ex = self.cur
         assert ex is not None
-        ex.headers.append((name, value))
-        ex.head_size += len(name) + len(value) + 4
-        if ex.head_size > self.config.max_header_bytes:
+        size = ex.head_size = ex.head_size + len(name) + len(value) + 4
+        if size > self.config.max_header_bytes:
             raise Refusal(
                 431, f"request header section is larger than {self.config.max_header_bytes} bytes"
             )
+        lname = name.lower()
+        if lname in REQUEST_SPECIAL:
+            if lname == b"host":
+                if ex.host_field is None:
+                    ex.host_field = value
+                elif ex.bad is None:
+                    ex.bad = Refusal(400, "bad request: more than one Host header")
+            elif _note_field(ex, lname, value):
+                return
+        ex.lines += (name, b": ", value, CRLF)
 
     def on_headers_complete(self) -> None:
         ex = self.cur
         assert ex is not None
-        server = self.server
+        if ex.bad is not None:
+            raise ex.bad
         parser = self.parser
-        ex.start = server.clock()  # precise: it feeds the latency figures
+        ex.start = self.server.clock()  # precise: it feeds the latency figures
         self.head_raw = 0
         method = ex.method = parser.get_method()
         keep_alive = ex.keep_alive = parser.should_keep_alive()
-        ex.is_head = method == b"HEAD"
+        # The framing fields are the proxy's own (bodies are re-framed), added after the
+        # fields named by Connection are dropped so that no client can have them dropped.
+        framing = _framing(ex) if ex.framed else ()
+        if method != b"GET":
+            if method == b"HEAD":
+                ex.is_head = True
+            elif method == b"CONNECT":
+                raise Refusal(405, "CONNECT is not supported by this proxy")
         url = ex.url
-        lines: list[bytes] = [b""]
-        host: bytes | None = None
-        cl: bytes | None = None
-        te: bytes | None = None
-        conn: bytes | None = None
-        upgrade: bytes | None = None
-        xff: bytes | None = None
-        rid: bytes | None = None
-        for name, value in ex.headers:
-            lname = name.lower()
-            if lname not in REQUEST_SPECIAL:
-                lines.append(b"%s: %s\r\n" % (name, value))
-            elif lname == b"host":
-                if host is not None:
-                    raise Refusal(400, "bad request: more than one Host header")
-                host = value
-                lines.append(b"%s: %s\r\n" % (name, value))
-            elif lname == b"content-length":
-                if cl is not None and cl != value:
-                    raise Refusal(400, "bad request: differing Content-Length values")
-                cl = value
-            elif lname == b"transfer-encoding":
-                te = value if te is None else te + b"," + value
-            elif lname == b"connection":
-                conn = value if conn is None else conn + b"," + value
-            elif lname == b"upgrade":
-                upgrade = value
-            elif lname == b"expect":
-                ex.expect = value.strip().lower() == b"100-continue"
-                lines.append(b"%s: %s\r\n" % (name, value))
-            elif lname == b"x-forwarded-for":
-                xff = value if xff is None else xff + b", " + value
-            elif lname == b"x-request-id" and rid is None:
-                rid = value
-            # keep-alive, proxy-connection, te, trailer, x-forwarded-proto/host: dropped;
-            # the proxy sets the X-Forwarded ones itself.
-        ex.headers = []
-        if te is not None:
-            if cl is not None:
-                raise Refusal(400, "bad request: both Content-Length and Transfer-Encoding")
-            if te.strip().lower() != b"chunked":
-                raise Refusal(400, "bad request: Transfer-Encoding other than chunked")
-            ex.body = BODY_CHUNKED
-            lines.append(CHUNKED)
-        elif cl is not None:
-            if not cl.isdigit():
-                raise Refusal(400, "bad request: invalid Content-Length")
-            if int(cl) > 0:
-                ex.body = BODY_LENGTH
-            lines.append(b"Content-Length: %s\r\n" % cl)
-        if method == b"CONNECT":
-            raise Refusal(405, "CONNECT is not supported by this proxy")
+        host = ex.host_field
+        lines = ex.lines
         if url[:1] != b"/" and url != b"*":
             url, host = self._absolute_form(url, method)
-            lines = [lines[0]] + [ln for ln in lines[1:] if ln[:5].lower() != b"host:"]
-            lines.append(b"Host: %s\r\n" % host)
+            lines = ex.lines = _drop_fields(lines, _HOST)
+            framing += (b"Host: ", host, CRLF)
         if host is None:
             if not ex.http10:
                 raise Refusal(400, "bad request: no Host header")
@@ -360,34 +409,42 @@ class ClientConnection(asyncio.Protocol):
         ex.host = host
         # Only HTTP/1.0 keeps alive by default without a Connection field and only HTTP/1.0
         # needs one to keep alive, so the version string is needed only when one was sent.
+        conn = ex.conn_field
         if conn is None:
-            ex.http10 = not keep_alive
+            if not keep_alive:
+                ex.http10 = True
         else:
             ex.http10 = parser.get_http_version() == "1.0"
-        if conn is not None:
-            drop = connection_tokens(conn) - {b"close", b"keep-alive", b"upgrade"}
+            drop = connection_tokens(conn) - _CONNECTION_KEYWORDS
             if drop:
-                lines = [lines[0]] + [
-                    ln for ln in lines[1:] if ln.split(b":", 1)[0].lower() not in drop
-                ]
+                lines = ex.lines = _drop_fields(lines, drop)
+        if framing:
+            lines += framing
+        upgrade = ex.upgrade_field
         if upgrade is not None and parser.should_upgrade():
             if ex.body != BODY_NONE:
                 raise Refusal(400, "bad request: an upgrade request cannot have a body")
             ex.upgrade = True
-            lines.append(b"Connection: upgrade\r\nUpgrade: %s\r\n" % upgrade)
+            lines += (b"Connection: upgrade\r\nUpgrade: ", upgrade, CRLF)
+        rid = ex.rid_field
         if rid is None:
-            rid = server.next_request_id()
+            server = self.server
+            server.rid_counter += 1
+            rid = b"%s-%x" % (server.rid_prefix, server.rid_counter)
         ex.request_id = rid
-        lines.append(
-            b"X-Forwarded-For: %s%s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n"
-            b"X-Request-Id: %s\r\n\r\n" % (xff + b", " if xff else b"", self.peer, host, rid)
-        )
-        lines[0] = b"%s %s HTTP/1.1\r\n" % (method, url)
+        xff = ex.xff_field
+        if xff:
+            lines += (b"X-Forwarded-For: ", xff, b", ", self.forwarded, host)
+            lines += (b"\r\nX-Request-Id: ", rid, b"\r\n\r\n")
+        else:
+            lines += (self.forwarded_for, host, b"\r\nX-Request-Id: ", rid, b"\r\n\r\n")
+        lines[0] = method
+        lines[2] = url
         head = ex.head = b"".join(lines)
         ex.pending.append(head)
         ex.pending_bytes = len(head)
-        ex.replayable = ex.body == BODY_NONE and not ex.upgrade
         if ex.body == BODY_NONE:
+            ex.replayable = not ex.upgrade
             self.kind = K_NONE
             self.deadline = 0.0
         else:
@@ -460,32 +517,33 @@ class ClientConnection(asyncio.Protocol):
     def _next(self) -> None:
         self._starting = True
         try:
-            while self.active is None and self.queue and not self.closed:
-                ex = self.queue.popleft()
-                self.active = ex
-                self._start(ex)
+            queue = self.queue
+            while self.active is None and queue and not self.closed:
+                ex = self.active = queue.popleft()
+                if ex.error is not None:
+                    self.respond_local(ex, ex.error.status, ex.error.message)
+                    continue
+                found = self.server.route(ex.host)
+                if found is None:
+                    host = ex.host.decode("latin-1")
+                    self.respond_local(ex, 404, f'no service for host "{host}"')
+                    continue
+                ex.service, ex.backends = found
+                if not ex.backends:
+                    self.respond_local(ex, 503, f"no healthy backend for {ex.service}")
+                    continue
+                self._dispatch(ex)
         finally:
             self._starting = False
-
-    def _start(self, ex: Exchange) -> None:
-        if ex.error is not None:
-            self.respond_local(ex, ex.error.status, ex.error.message)
-            return
-        found = self.server.route(ex.host)
-        if found is None:
-            host = ex.host.decode("latin-1")
-            self.respond_local(ex, 404, f'no service for host "{host}"')
-            return
-        ex.service, ex.backends = found
-        if not ex.backends:
-            self.respond_local(ex, 503, f"no healthy backend for {ex.service}")
-            return
-        self._dispatch(ex)
 
     def _dispatch(self, ex: Exchange) -> None:
         server = self.server
         server.turn += 1
-        backend = pick(ex.backends, ex.tried, server.turn, server.now)
+        backends = ex.backends
+        if len(backends) == 1 and ex.tried is None:
+            backend: Backend | None = backends[0]
+        else:
+            backend = pick(backends, ex.tried, server.turn, server.now)
         if backend is None:
             self.respond_local(
                 ex, ex.fail_status, ex.fail_message or f"no backend of {ex.service} answered"
@@ -494,12 +552,15 @@ class ClientConnection(asyncio.Protocol):
         ex.backend = backend
         ex.attempts += 1
         backend.inflight += 1
-        conn = None if ex.fresh else backend.pop_idle()
-        if conn is not None:
-            conn.attach(ex)
-            conn.send(ex)
-        else:
-            server.connect(backend, ex)
+        if not ex.fresh:
+            # Idle connections, most recently used last (LIFO): the likeliest to be open.
+            idle = backend.idle
+            while idle:
+                conn = idle.pop()
+                if not conn.closed:
+                    conn.carry(ex)
+                    return
+        server.connect(backend, ex)
 
     def connected(self, ex: Exchange, conn: UpstreamConnection) -> None:
         """A new connection for ``ex`` is up (called by the server's connect task)."""
@@ -507,8 +568,7 @@ class ClientConnection(asyncio.Protocol):
             conn.backend.inflight -= 1
             conn.release()
             return
-        conn.attach(ex)
-        conn.send(ex)
+        conn.carry(ex)
         self._advance()
 
     def connect_failed(self, ex: Exchange, backend: Backend, status: int, message: str) -> None:

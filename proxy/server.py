@@ -78,8 +78,9 @@ class Server(Control):
         self.access_log = AccessLog() if config.access_log else None
         self.turn = 0
         self.retried = 0
-        self._rid_prefix = os.urandom(6).hex().encode()
-        self._rid_counter = 0
+        # Generated request ids: a per-process prefix and a counter (the client side counts).
+        self.rid_prefix = os.urandom(6).hex().encode()
+        self.rid_counter = 0
         self._listener: asyncio.AbstractServer | None = None
         self._admin: AdminServer | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -269,10 +270,6 @@ class Server(Control):
             )
         else:
             ex.client.connected(ex, conn)
-
-    def next_request_id(self) -> bytes:
-        self._rid_counter += 1
-        return b"%s-%x" % (self._rid_prefix, self._rid_counter)
 
     def finished(self, ex: Exchange, status: int) -> None:
         """Count and log one answered request."""

@@ -204,6 +204,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, server: Server, backend: Backend) -> None:
         self.server = server
+        self.config = server.config
         self.backend = backend
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = HttpResponseParser(self)
@@ -281,7 +282,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
             return
         self.got_bytes = True
-        self.deadline = self.server.now + self.server.config.upstream_timeout
+        self.deadline = self.server.now + self.config.upstream_timeout
         if not self.head_sent:
             # Keep the bytes of a head still being received: it is rewritten from them.
             if self.raw:
@@ -484,17 +485,23 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- exchange life cycle ---------------------------------------------------------------
 
-    def attach(self, ex: Exchange) -> None:
-        """Take on an exchange; its request head is sent by ``send``."""
+    def carry(self, ex: Exchange) -> None:
+        """Take on an exchange and send what it holds so far."""
         self.exchange = ex
         ex.upstream = self
         self.idle = False
         self._reset()
-        self.deadline = self.server.now + self.server.config.upstream_timeout
+        self.deadline = self.server.now + self.config.upstream_timeout
         if ex.client.write_paused:
             self.pause_reading()
         elif self.read_paused:
             self.resume_reading()
+        pending = ex.pending
+        if pending:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            ex.pending_bytes = 0
+            self.transport.write(data)
 
     def send(self, ex: Exchange) -> None:
         pending = ex.pending
@@ -517,36 +524,47 @@ class UpstreamConnection(asyncio.Protocol):
         return ex
 
     def _finish(self) -> None:
-        ex = self._detach()
+        """The response is relayed whole: pool the connection if it can carry another."""
+        ex = self.exchange
         assert ex is not None
+        self.exchange = None
+        ex.upstream = None
+        backend = self.backend
+        backend.inflight -= 1
+        client = ex.client
+        if self.write_paused:
+            self.write_paused = False
+            client.unblock(1)
+        server = self.server
         if (
             self.keep_alive
             and ex.complete
             and not ex.pending
             and not self.closed
-            and not self.backend.retired
-            and not self.server.stopping
+            and not backend.retired
+            and not server.stopping
+            and len(backend.idle) < self.config.upstream_max_idle
         ):
             self.reused = True
-            self.release()
+            if self.read_paused:
+                self.resume_reading()
+            self.idle = True
+            self.deadline = server.now + self.config.upstream_idle_timeout
+            backend.idle.append(self)
         else:
             self.transport.close()
-        ex.client.response_done(ex)
+        client.response_done(ex)
 
     def release(self) -> None:
         """Return this connection to its backend's idle pool, or close it if the pool is full."""
         backend = self.backend
-        if (
-            self.closed
-            or backend.retired
-            or len(backend.idle) >= self.server.config.upstream_max_idle
-        ):
+        if self.closed or backend.retired or len(backend.idle) >= self.config.upstream_max_idle:
             self.transport.close()
             return
         if self.read_paused:
             self.resume_reading()
         self.idle = True
-        self.deadline = self.server.now + self.server.config.upstream_idle_timeout
+        self.deadline = self.server.now + self.config.upstream_idle_timeout
         backend.idle.append(self)
 
     def fail(self, status: int, message: str) -> None:
@@ -571,8 +589,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.fail(
             504,
-            f"backend {self.backend.addr} did not answer within "
-            f"{self.server.config.upstream_timeout:g}s",
+            f"backend {self.backend.addr} did not answer within {self.config.upstream_timeout:g}s",
         )
 
     def pause_reading(self) -> None:
@@ -586,7 +603,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.read_paused:
             self.read_paused = False
             if self.exchange is not None:
-                self.deadline = self.server.now + self.server.config.upstream_timeout
+                self.deadline = self.server.now + self.config.upstream_timeout
             if not self.closed:
                 self.transport.resume_reading()
 
