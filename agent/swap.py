@@ -403,10 +403,12 @@ class Swapper:
                     f"cannot drain {name}: no other proxy is serving ({who or 'none configured'})"
                 )
             view = next(v for v in views if v.name == name)
+            # The balancer first: if it refuses, nothing is held. If this process dies
+            # before the hold is recorded, the next round simply swaps the proxy back in.
+            self.balancer.drain(name, force=force)
             routes.set_proxy_held(conn, name, True, "draining", "held for maintenance")
             self._recorded.pop(name, None)
             held.add(name)
-            self.balancer.drain(name, force=force)
             try:
                 self.proxies[name].drain()
             except Unavailable as e:

@@ -58,9 +58,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         host = (self.headers.get("Host") or "").split(":")[0]
-        if self.path.startswith("/slow"):
-            seconds = float(self.path.partition("=")[2] or "5")
-            time.sleep(seconds)
+        if self.path.startswith("/hold"):
+            # Answer only once the test lets go (bounded), to keep a request in flight.
+            self.server.released.wait(30)  # type: ignore[attr-defined]
         body = json.dumps({"host": host, "path": self.path}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -73,16 +73,21 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class Backend:
-    """A threaded keep-alive HTTP server answering {"host": ..., "path": ...}."""
+    """A threaded keep-alive HTTP server answering {"host": ..., "path": ...}; requests to
+    /hold are answered only once `released` is set."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.server = ThreadingHTTPServer((host, 0), _Handler)
         self.server.daemon_threads = True
+        # Set to answer the requests held at /hold.
+        self.released = threading.Event()
+        self.server.released = self.released  # type: ignore[attr-defined]
         self.address = f"{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -196,14 +196,14 @@ def test_an_agent_killed_mid_swap_leaves_a_drained_proxy_the_next_round_finishes
         assert swapper.round(first) is not None
         load = platform.load(clients=2)
         try:
-            # A long request straight on proxy-1 keeps it from ever going idle.
+            # A request held in flight straight on proxy-1 keeps it from going idle.
             proxy1 = platform.proxies[0]
 
             def long_request() -> None:
                 conn = urllib.request.Request(
-                    f"http://127.0.0.1:{proxy1.listen}/slow?s=6", headers={"Host": "web.test"}
+                    f"http://127.0.0.1:{proxy1.listen}/hold", headers={"Host": "web.test"}
                 )
-                with urllib.request.urlopen(conn, timeout=20) as response:
+                with urllib.request.urlopen(conn, timeout=30) as response:
                     slow.append(json.loads(response.read()))
 
             requester = threading.Thread(target=long_request, daemon=True)
@@ -222,7 +222,11 @@ def test_an_agent_killed_mid_swap_leaves_a_drained_proxy_the_next_round_finishes
 
             def stuck_draining() -> bool:
                 lb = platform.balancer.backends()["proxy-1"]
-                return bool(lb["state"] == "draining" and proxy1.health()["status"] == "draining")
+                return bool(
+                    lb["state"] == "draining"
+                    and proxy1.health()["status"] == "draining"
+                    and platform.recorded()["proxy-1"][1] == "draining"
+                )
 
             try:
                 wait_until(stuck_draining, timeout=15, what="the agent draining proxy-1")
@@ -245,11 +249,13 @@ def test_an_agent_killed_mid_swap_leaves_a_drained_proxy_the_next_round_finishes
                 "proxy-1": (second.version, "serving"),
                 "proxy-2": (second.version, "serving"),
             }
+            # The request held in flight through it all kept its backend and is answered.
+            assert proxy1.health()["connections"] >= 1
+            platform.backend.released.set()
             requester.join(15)
         finally:
             load.stop()
-        # The request in flight through it all kept its backend and was answered.
-        assert slow == [{"host": "web.test", "path": "/slow?s=6"}]
+        assert slow == [{"host": "web.test", "path": "/hold"}]
         assert load.failures == []
     finally:
         swapper.close()
