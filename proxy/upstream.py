@@ -221,6 +221,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
+        # The state of one response; ``carry`` sets the same fields inline (it runs for
+        # every request), so a field added here goes there too.
         self.done = False
         self.interim = False
         self.upgraded = False
@@ -490,7 +492,17 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = ex
         ex.upstream = self
         self.idle = False
-        self._reset()
+        self.done = False
+        self.interim = False
+        self.upgraded = False
+        self.chunked_out = False
+        self.close_delimited = False
+        self.got_bytes = False
+        self.head_sent = False
+        self.head_only = False
+        self.keep_alive = False
+        self.continued = False
+        self.raw = b""
         self.deadline = self.server.now + self.config.upstream_timeout
         if ex.client.write_paused:
             self.pause_reading()
