@@ -17,8 +17,12 @@ pytestmark = [pytest.mark.postgres]
 
 
 @pytest.fixture
-def conn(make_database: Any) -> Any:
-    url = make_database("sws_agentdb")
+def url(make_database: Any) -> str:
+    return str(make_database("sws_agentdb"))
+
+
+@pytest.fixture
+def conn(url: str) -> Any:
     with psycopg.connect(url) as c:
         migrate(c)
         c.execute("INSERT INTO users (name, token_hash) VALUES ('u', 'h')")
@@ -36,8 +40,9 @@ def table(*backends: str) -> RouteTable:
     return RouteTable(0, (Route("a", ("a.example.com",), backends),))
 
 
-def test_publish_is_a_no_op_for_the_same_routes_and_versions_count_up(conn: Any) -> None:
-    listener = psycopg.connect(conn.info.dsn, autocommit=True)
+def test_publish_is_a_no_op_for_the_same_routes_and_versions_count_up(conn: Any, url: str) -> None:
+    # conn.info.dsn leaves the password out: connect with the database's own URL.
+    listener = psycopg.connect(url, autocommit=True)
     listener.execute(f"LISTEN {routes.ROUTES_CHANNEL}")
     first, changed = routes.publish_route_table(conn, table("10.0.0.1:80"))
     assert (first.version, changed) == (1, True)
