@@ -261,6 +261,7 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.config = server.config
+        self.max_header_bytes = server.config.max_header_bytes
         self.parser = HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.peer = b""
@@ -406,12 +407,11 @@ class ClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         # Called for every field: ordinary fields are rendered for upstream here, in order;
         # the special ones are noted on the exchange and judged when the head is complete.
-        ex = self.cur
-        assert ex is not None
+        ex: Exchange = self.cur  # type: ignore[assignment]  # on_url made it
         size = ex.head_size = ex.head_size + len(name) + len(value) + 4
-        if size > self.config.max_header_bytes:
+        if size > self.max_header_bytes:
             raise Refusal(
-                431, f"request header section is larger than {self.config.max_header_bytes} bytes"
+                431, f"request header section is larger than {self.max_header_bytes} bytes"
             )
         lname = name.lower()
         if lname in REQUEST_SPECIAL:
@@ -422,7 +422,7 @@ class ClientConnection(asyncio.Protocol):
                     ex.bad = Refusal(400, "bad request: more than one Host header")
             elif _note_field(ex, lname, value):
                 return
-        ex.lines += (name, b": ", value, CRLF)
+        ex.lines += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
         ex = self.cur
