@@ -122,8 +122,11 @@ class BalancerAdmin(_Admin):
     def backend(self, name: str) -> BalancerView:
         return self._backend_call("GET", f"/backends/{name}")
 
-    def drain(self, name: str) -> BalancerView:
-        return self._backend_call("POST", f"/backends/{name}/drain")
+    def drain(self, name: str, force: bool = False) -> BalancerView:
+        """Stop new connections to `name`; without `force` the balancer refuses (409) to
+        drain the last backend that can take connections."""
+        query = "?force=true" if force else ""
+        return self._backend_call("POST", f"/backends/{name}/drain{query}")
 
     def enable(self, name: str) -> BalancerView:
         return self._backend_call("POST", f"/backends/{name}/enable")

@@ -53,10 +53,22 @@ def test_swap_settings_from_the_environment() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"SWS_LOADBALANCER_ADMIN": "loadbalancer:9100"}, "SWS_LOADBALANCER_ADMIN: 'loadbalancer:9100' is not an http://host:port URL"),
-        ({"SWS_API_DOMAIN": "api_x..com", "SWS_API_BACKEND": "a:1"}, "SWS_API_DOMAIN: 'api_x..com' is not a domain name"),
-        ({"SWS_API_DOMAIN": "api.example.com", "SWS_API_BACKEND": "apiserver"}, "SWS_API_BACKEND: 'apiserver' is not host:port (port 1-65535)"),
-        ({"SWS_API_DOMAIN": "api.example.com", "SWS_API_BACKEND": "a:70000"}, "SWS_API_BACKEND: 'a:70000' is not host:port"),
+        (
+            {"SWS_LOADBALANCER_ADMIN": "loadbalancer:9100"},
+            "SWS_LOADBALANCER_ADMIN: 'loadbalancer:9100' is not an http://host:port URL",
+        ),
+        (
+            {"SWS_API_DOMAIN": "api_x..com", "SWS_API_BACKEND": "a:1"},
+            "SWS_API_DOMAIN: 'api_x..com' is not a domain name",
+        ),
+        (
+            {"SWS_API_DOMAIN": "api.example.com", "SWS_API_BACKEND": "apiserver"},
+            "SWS_API_BACKEND: 'apiserver' is not host:port (port 1-65535)",
+        ),
+        (
+            {"SWS_API_DOMAIN": "api.example.com", "SWS_API_BACKEND": "a:70000"},
+            "SWS_API_BACKEND: 'a:70000' is not host:port",
+        ),
         ({"SWS_API_DOMAIN": "api.example.com"}, "SWS_API_DOMAIN, SWS_API_BACKEND: set both"),
         ({"SWS_SWAP_UP_TIMEOUT": "0"}, "swap_up_timeout: must be positive"),
     ],
@@ -76,7 +88,11 @@ def service(name: str, domain: str, deleting: bool = False) -> DesiredService:
 
 def test_a_service_on_the_api_domain_is_refused_unless_being_deleted() -> None:
     kept, refused = screen(
-        [service("web", "web.example.com"), service("evil", "api.example.com"), service("old", "api.example.com", True)],
+        [
+            service("web", "web.example.com"),
+            service("evil", "api.example.com"),
+            service("old", "api.example.com", True),
+        ],
         ["API.example.com."],
     )
     assert [s.name for s in kept] == ["web", "old"]
@@ -91,7 +107,10 @@ def test_the_api_route_name_is_one_no_tenant_can_have() -> None:
     assert route.backends == ("10.0.0.2:8080",)
     with pytest.raises(Exception, match="name"):
         ServiceSpec.from_document(
-            {"apiVersion": "v1", "spec": {"name": API_ROUTE, "port": 1, "domain": "a.b", "image": "x"}}
+            {
+                "apiVersion": "v1",
+                "spec": {"name": API_ROUTE, "port": 1, "domain": "a.b", "image": "x"},
+            }
         )
 
 
