@@ -14,6 +14,7 @@ from apiserver.server import Server, wait_and_migrate
 from confdb.db import connect, translate_errors
 from confdb.users import create_user
 from sws.errors import Conflict, SwsError
+from sws.spec import normalize_domain
 
 DEFAULT_WAIT_S = 60.0
 
@@ -78,6 +79,12 @@ def main() -> None:
     default=None,
     help="Give up if confdb is unreachable this long at start [default: wait for ever].",
 )
+@click.option(
+    "--api-domain",
+    envvar="SWS_API_DOMAIN",
+    default="",
+    help="The domain the platform serves its API at; no service may take it.",
+)
 def serve(
     database_url: str,
     listen: str,
@@ -85,6 +92,7 @@ def serve(
     threads: int,
     log_level: str,
     startup_timeout: float | None,
+    api_domain: str,
 ) -> None:
     """Apply migrations, then serve the API with gunicorn."""
     config = Config(
@@ -94,6 +102,7 @@ def serve(
         threads=threads,
         log_level=log_level,
         startup_timeout=startup_timeout,
+        reserved_domains=(normalize_domain(api_domain),) if api_domain.strip() else (),
     )
     Server(config).run()
 

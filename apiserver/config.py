@@ -20,6 +20,8 @@ class Config:
     # How long start-up waits for confdb to accept connections; None waits for ever.
     startup_timeout: float | None = None
     access_log: bool = True
+    # Domains the platform routes to itself (the API domain): no service may take them.
+    reserved_domains: tuple[str, ...] = ()
 
     @property
     def pool_size(self) -> int:

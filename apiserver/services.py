@@ -103,6 +103,9 @@ def _spec_for(name: str, document: object) -> ServiceSpec:
         errors.append(
             FieldError("spec.name", f'"{declared}" does not match the URL\'s service "{name}"')
         )
+    reserved: tuple[str, ...] = current_app.extensions["sws.config"].reserved_domains
+    if spec is not None and spec.domain in reserved:
+        errors.append(FieldError("spec.domain", f'"{spec.domain}" is reserved for the platform'))
     if errors or spec is None:
         raise SpecError(errors)
     return spec

@@ -8,6 +8,8 @@ import psycopg
 import pytest
 from flask.testing import FlaskClient
 
+from apiserver.app import create_app
+from apiserver.config import Config
 from tests.integration.apiserver.conftest import Caller, document, unique
 from tests.unit.apiserver.openapi_schema import conforms
 
@@ -417,3 +419,26 @@ def test_healthz_and_openapi(client: FlaskClient) -> None:
     spec = client.get("/openapi.json")
     assert spec.status_code == 200
     assert spec.json["openapi"].startswith("3.1")
+
+
+def test_the_platforms_api_domain_is_reserved(database_url: str, make_caller) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(
+        Config(database_url=database_url, db_timeout=3.0, reserved_domains=("api.sws.localhost",))
+    )
+    try:
+        caller = make_caller()
+        document = {
+            "apiVersion": "v1",
+            "spec": {"name": "hijack", "port": 8080, "domain": "API.sws.localhost.", "image": "x"},
+        }
+        response = app.test_client().put(
+            "/v1/services/hijack", json=document, headers=caller.headers
+        )
+        assert response.status_code == 400
+        assert response.get_json()["details"] == [
+            {"field": "spec.domain", "message": '"api.sws.localhost" is reserved for the platform'}
+        ]
+        response = app.test_client().get("/v1/services/hijack", headers=caller.headers)
+        assert response.status_code == 404
+    finally:
+        app.extensions["sws.store"].close()
