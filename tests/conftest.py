@@ -27,7 +27,7 @@ STRICT = os.environ.get("SWS_TEST_STRICT") == "1"
 def unavailable(reason: str) -> None:
     """Skip, or fail in strict mode, because a real component is absent."""
     if STRICT:
-        pytest.fail(f"{reason} (SWS_TEST_STRICT=1: nothing may skip)", pytest=False)
+        pytest.fail(f"{reason} (SWS_TEST_STRICT=1: nothing may skip)", pytrace=False)
     pytest.skip(reason)
 
 
