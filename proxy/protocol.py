@@ -99,7 +99,6 @@ class Exchange:
     """
 
     __slots__ = (
-        "aborted",
         "attempts",
         "backend",
         "backends",
@@ -180,7 +179,6 @@ class Exchange:
         self.close_after = False
         self.error: Refusal | None = None
         self.done = False
-        self.aborted = False
         self.replayable = False
         self.fresh = False
         self.attempts = 0
@@ -308,7 +306,6 @@ class ClientConnection(asyncio.Protocol):
             return
         ex = self.active
         if ex is not None and not ex.done:
-            ex.aborted = True
             ex.done = True
             if ex.upstream is not None:
                 ex.upstream.abort()
