@@ -1,6 +1,6 @@
 """sws-proxy against nginx, side by side in one run, in front of the same nginx backend.
 
-    python bench/proxy/run.py [--duration 10] [--rounds 3] [--connections 50]
+    python bench/proxy/run.py [--duration 10] [--rounds 3] [--connections 50] [--syscalls]
 
 Installs nginx-light and wrk from Debian if missing. Starts one backend (nginx, one worker,
 answering "ok" with keep-alive), then nginx (one worker, proxy_pass with upstream keepalive,
@@ -9,6 +9,14 @@ wrk share core 0 and the proxy under test gets core 1 (taskset), so both proxies
 same load generator and backend and neither competes with them for its core. Rounds alternate
 between the two proxies so that noise from the rest of the machine falls on both; the median
 of the rounds is reported. Prints requests/s and p99 for each and the ratios.
+
+Besides those, each proxy process's user and system CPU time per request (from /proc, over
+each round): the figures least disturbed by other work on the machine, which on a shared
+machine matter more than requests/s. The load average is printed with every round so a
+reader can judge how busy the machine was. With --syscalls, after the rounds each proxy is
+traced with ``strace -c`` during one more short run, and its system calls per request are
+printed by name; where ``perf`` works, the wake-ups of other tasks it caused per request
+too (a wake-up of a sleeping reader is much of the kernel's cost on a virtual machine).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -31,6 +40,7 @@ BACKEND_PORT = 18801
 NGINX_PORT = 18802
 SWS_PORT = 18803
 SWS_ADMIN = 18804
+FLOOR_PORT = 18805
 
 BACKEND_CONF = """
 worker_processes 1;
@@ -69,7 +79,10 @@ http {{
 
 def ensure_tools() -> None:
     have_nginx = shutil.which("nginx") or Path("/usr/sbin/nginx").exists()
-    missing = [p for p, ok in (("nginx-light", have_nginx), ("wrk", shutil.which("wrk"))) if not ok]
+    wanted = [("nginx-light", have_nginx), ("wrk", shutil.which("wrk"))]
+    if "--syscalls" in sys.argv:
+        wanted.append(("strace", shutil.which("strace")))
+    missing = [p for p, ok in wanted if not ok]
     if missing:
         print(f"installing {' '.join(missing)}", flush=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -123,13 +136,61 @@ def wrk(port: int, seconds: float, connections: int, cpu: str) -> tuple[float, f
     return rps, p99, requests
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User plus system CPU time the processes have used so far."""
-    total = 0
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU time the processes have used so far."""
+    user = system = 0
     for pid in pids:
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(stat[11]) + int(stat[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        user += int(stat[11])
+        system += int(stat[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def syscalls(port: int, pid: int, seconds: float, connections: int, cpu: str) -> dict[str, float]:
+    """System calls per request of one proxy process during a short run, by name."""
+    with tempfile.NamedTemporaryFile(suffix=".strace") as out:
+        tracer = subprocess.Popen(
+            ["strace", "-c", "-f", "-p", str(pid), "-o", out.name], stderr=subprocess.DEVNULL
+        )
+        time.sleep(0.5)  # attached
+        _, _, n = wrk(port, seconds, connections, cpu)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(10)
+        counts: dict[str, float] = {}
+        for line in Path(out.name).read_text().splitlines():
+            fields = line.split()
+            # % time, seconds, usecs/call, calls, [errors,] syscall
+            if len(fields) >= 5 and fields[3].isdigit() and fields[-1] != "total":
+                counts[fields[-1]] = int(fields[3]) / max(n, 1)
+        return counts
+
+
+def wakeups(port: int, pid: int, seconds: float, connections: int, cpu: str) -> dict[str, float]:
+    """Scheduler events per request caused by one proxy process (empty if perf cannot)."""
+    events = "sched:sched_wakeup,context-switches"
+    with tempfile.NamedTemporaryFile(suffix=".perf") as out:
+        try:
+            counter = subprocess.Popen(
+                ["perf", "stat", "-x,", "-e", events, "-p", str(pid), "-o", out.name],
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            return {}
+        time.sleep(0.5)
+        _, _, n = wrk(port, seconds, connections, cpu)
+        counter.send_signal(signal.SIGINT)
+        counter.wait(10)
+        counts: dict[str, float] = {}
+        for line in Path(out.name).read_text().splitlines():
+            fields = line.split(",")
+            if len(fields) > 2 and fields[0].isdigit():
+                counts[fields[2]] = int(fields[0]) / max(n, 1)
+        return counts
 
 
 def children(pid: int) -> list[int]:
@@ -143,6 +204,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--syscalls", action="store_true", help="also count system calls per request (strace)"
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run bench/proxy/floor.py, a bare uvloop byte relay, as a third proxy",
+    )
     args = parser.parse_args()
     ensure_tools()
     cpus = os.cpu_count() or 1
@@ -206,38 +275,68 @@ def main() -> int:
                 stderr=subprocess.DEVNULL,
             )
         )
-        for port in (BACKEND_PORT, NGINX_PORT, SWS_PORT):
-            wait_port(port)
+        if args.floor:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "taskset",
+                        "-c",
+                        proxy_cpu,
+                        sys.executable,
+                        str(ROOT / "bench" / "proxy" / "floor.py"),
+                        "--listen",
+                        f"127.0.0.1:{FLOOR_PORT}",
+                        "--backend",
+                        f"127.0.0.1:{BACKEND_PORT}",
+                    ],
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         targets = {"nginx": NGINX_PORT, "sws-proxy": SWS_PORT}
+        if args.floor:
+            targets["floor"] = FLOOR_PORT
+        for port in (BACKEND_PORT, *targets.values()):
+            wait_port(port)
         # The processes doing the proxying: nginx's worker (the master's child) and ours.
         pids = {"nginx": children(procs[1].pid), "sws-proxy": [procs[2].pid]}
+        if args.floor:
+            pids["floor"] = [procs[3].pid]
         for port in targets.values():
             wrk(port, args.warmup, args.connections, load_cpu)
-        results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in targets}
+        results: dict[str, list[dict[str, float]]] = {k: [] for k in targets}
+        print(f"load average {load()}", flush=True)
         for r in range(args.rounds):
-            order = list(targets) if r % 2 == 0 else list(reversed(targets))
+            # Each proxy goes first, last and in between in turn.
+            names = list(targets)
+            order = names[r % len(names) :] + names[: r % len(names)]
+            if r % 2:
+                order.reverse()
             for name in order:
-                before = cpu_seconds(pids[name])
+                user, system = cpu_seconds(pids[name])
                 rps, p99, n = wrk(targets[name], args.duration, args.connections, load_cpu)
-                cpu_us = (cpu_seconds(pids[name]) - before) / max(n, 1) * 1e6
-                results[name].append((rps, p99, cpu_us))
+                user_after, system_after = cpu_seconds(pids[name])
+                row = {
+                    "rps": rps,
+                    "p99_ms": p99,
+                    "user_us": (user_after - user) / max(n, 1) * 1e6,
+                    "system_us": (system_after - system) / max(n, 1) * 1e6,
+                }
+                row["cpu_us"] = row["user_us"] + row["system_us"]
+                results[name].append(row)
                 print(
                     f"round {r + 1} {name:10s} {rps:10.0f} req/s  p99 {p99:8.2f} ms  "
-                    f"cpu {cpu_us:6.1f} us/req",
+                    f"cpu {row['cpu_us']:6.1f} us/req (user {row['user_us']:5.1f} "
+                    f"system {row['system_us']:5.1f})  load {load()}",
                     flush=True,
                 )
         summary = {
-            name: {
-                "rps": statistics.median(x[0] for x in runs),
-                "p99_ms": statistics.median(x[1] for x in runs),
-                "cpu_us_per_request": statistics.median(x[2] for x in runs),
-            }
-            for name, runs in results.items()
+            name: {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+            for name, rows in results.items()
         }
         sws, ngx = summary["sws-proxy"], summary["nginx"]
         ratio_rps = sws["rps"] / ngx["rps"]
         ratio_p99 = sws["p99_ms"] / ngx["p99_ms"]
-        ratio_cpu = sws["cpu_us_per_request"] / ngx["cpu_us_per_request"]
+        ratio_cpu = sws["cpu_us"] / ngx["cpu_us"]
         print()
         print(
             f"settings: wrk -t1 -c{args.connections} -d{args.duration:g}s, {args.rounds} rounds "
@@ -246,12 +345,40 @@ def main() -> int:
         for name, v in summary.items():
             print(
                 f"{name:10s} {v['rps']:10.0f} req/s   p99 {v['p99_ms']:8.2f} ms   "
-                f"cpu {v['cpu_us_per_request']:6.1f} us/req"
+                f"cpu {v['cpu_us']:6.1f} us/req (user {v['user_us']:5.1f} "
+                f"system {v['system_us']:5.1f})"
             )
         print(
             f"ratio sws-proxy/nginx: requests/s {ratio_rps:.2f}x (target >= 1.0), "
             f"p99 {ratio_p99:.2f}x (target <= 1.2), cpu per request {ratio_cpu:.2f}x"
         )
+        if args.floor:
+            floor = summary["floor"]
+            print(
+                "above the bare relay (floor): "
+                f"sws-proxy {sws['user_us'] - floor['user_us']:.1f} us user + "
+                f"{sws['system_us'] - floor['system_us']:.1f} us system per request, "
+                f"nginx {ngx['user_us'] - floor['user_us']:.1f} us user + "
+                f"{ngx['system_us'] - floor['system_us']:.1f} us system"
+            )
+        kernel: dict[str, dict[str, dict[str, float]]] = {}
+        if args.syscalls:
+            for name in targets:
+                pid = pids[name][0]
+                calls = syscalls(targets[name], pid, 3, args.connections, load_cpu)
+                wakes = wakeups(targets[name], pid, 3, args.connections, load_cpu)
+                kernel[name] = {"syscalls": calls, "wakeups": wakes}
+                listed = "  ".join(
+                    f"{k} {v:.2f}"
+                    for k, v in sorted(calls.items(), key=lambda x: -x[1])
+                    if v >= 0.01
+                )
+                print(f"{name:10s} system calls per request {sum(calls.values()):.2f}: {listed}")
+                if wakes:
+                    print(
+                        f"{name:10s} per request: "
+                        + "  ".join(f"{k} {v:.3f}" for k, v in wakes.items())
+                    )
         out_dir = ROOT / "bench" / "results"
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "proxy.json").write_text(
@@ -261,6 +388,7 @@ def main() -> int:
                     "ratio_rps": ratio_rps,
                     "ratio_p99": ratio_p99,
                     "ratio_cpu": ratio_cpu,
+                    "kernel": kernel,
                     "runs": results,
                     "args": vars(args),
                 },
