@@ -459,9 +459,11 @@ class ClientConnection(asyncio.Protocol):
                 ex.http10 = True
         else:
             ex.http10 = parser.get_http_version() == "1.0"
-            drop = connection_tokens(conn) - _CONNECTION_KEYWORDS
-            if drop:
-                lines = ex.lines = _drop_fields(lines, drop)
+            # Mostly a lone keep-alive or close, which names no field.
+            if conn.strip().lower() not in _CONNECTION_KEYWORDS:
+                drop = connection_tokens(conn) - _CONNECTION_KEYWORDS
+                if drop:
+                    lines = ex.lines = _drop_fields(lines, drop)
         if framing:
             lines += framing
         upgrade = ex.upgrade_field

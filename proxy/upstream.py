@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from typing import TYPE_CHECKING, cast
 
 from httptools import (
@@ -54,7 +53,7 @@ from proxy.wire import (
     CRLF,
     LAST_CHUNK,
     STATUS_LINES,
-    rewrite_response_fields,
+    response_fields,
 )
 from sws.route_table import split_backend
 
@@ -65,7 +64,6 @@ if TYPE_CHECKING:
 
 _CACHED_HEADS = 64
 _CACHED_HEAD_LIMIT = 2048
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]+)", re.IGNORECASE)
 
 
 class _HeadDone(Exception):
@@ -97,13 +95,14 @@ class ResponseHead:
         # Leading empty lines are allowed before a status line; the fields follow it.
         raw = raw.lstrip(b"\r\n")
         fields = raw[raw.find(b"\r\n") :] if b"\r\n" in raw else b""
-        fields, self.has_length, self.chunked, self.upgrade = rewrite_response_fields(fields)
+        fields, length, self.chunked, self.upgrade = response_fields(fields)
+        self.has_length = length is not None
         self.prefix = STATUS_LINES[status] + (fields[2:] + CRLF if fields else b"")
         self.keep_alive_head = self.prefix + CONNECTION_KEEP_ALIVE + CRLF
         self.close_head = self.prefix + CONNECTION_CLOSE + CRLF
         self.backend_keep_alive = keep_alive
-        length = _CONTENT_LENGTH.search(fields) if self.has_length else None
-        self.length = int(length[1]) if length is not None else -1
+        # The parser accepted the head, so a Content-Length value is digits (and one value).
+        self.length = int(length) if length is not None and length.strip().isdigit() else -1
         # A final answer framed by Content-Length can be relayed without the parser when
         # the whole of it arrives in one read (see UpstreamConnection._whole).
         self.whole = (
@@ -366,7 +365,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
 
-    # No on_header: the head is rewritten from the raw bytes (see rewrite_response_fields).
+    # No on_header: the head is rewritten from the raw bytes (see response_fields).
 
     def on_headers_complete(self) -> None:
         ex = self.exchange

@@ -101,7 +101,13 @@ def rewrite_response_fields(fields: bytes) -> tuple[bytes, bool, bool, bytes | N
     Returns the fields to forward (each preceded by CRLF), whether Content-Length is
     present, whether the body is chunked, and the Upgrade value if any.
     """
-    has_length = False
+    out, length, chunked, upgrade = response_fields(fields)
+    return out, length is not None, chunked, upgrade
+
+
+def response_fields(fields: bytes) -> tuple[bytes, bytes | None, bool, bytes | None]:
+    """``rewrite_response_fields``, with the Content-Length value instead of its presence."""
+    length: bytes | None = None
     chunked = False
     upgrade: bytes | None = None
     extra: set[bytes] | None = None
@@ -109,7 +115,7 @@ def rewrite_response_fields(fields: bytes) -> tuple[bytes, bool, bool, bytes | N
     for match in _RESPONSE_FIELD.finditer(fields):
         name = match[1].lower()
         if name == b"content-length":
-            has_length = True
+            length = match[2]
             continue
         cuts.append(match.span())
         if name == b"transfer-encoding":
@@ -122,12 +128,16 @@ def rewrite_response_fields(fields: bytes) -> tuple[bytes, bool, bool, bytes | N
                 tokens = connection_tokens(value) - _CONNECTION_KEYWORDS
                 if tokens:
                     extra = tokens if extra is None else extra | tokens
+    if not cuts:
+        return fields, length, chunked, upgrade
     if extra:
         names = b"|".join(re.escape(t) for t in sorted(extra))
         pattern = re.compile(rb"\r\n(?:" + names + rb")[ \t]*:[^\r]*", re.IGNORECASE)
         cuts.extend(m.span() for m in pattern.finditer(fields))
-    if not cuts:
-        return fields, has_length, chunked, upgrade
+    elif len(cuts) == 1:
+        # The usual case: Connection alone.
+        i, j = cuts[0]
+        return fields[:i] + fields[j:], length, chunked, upgrade
     cuts.sort()
     pieces: list[bytes] = []
     at = 0
@@ -136,4 +146,4 @@ def rewrite_response_fields(fields: bytes) -> tuple[bytes, bool, bool, bytes | N
             pieces.append(fields[at:i])
         at = max(at, j)
     pieces.append(fields[at:])
-    return b"".join(pieces), has_length, chunked, upgrade
+    return b"".join(pieces), length, chunked, upgrade
