@@ -1,6 +1,8 @@
 """The admin API: route table, health, metrics, drain.
 
-    GET  /healthz   200 {"status": "ok"|"draining", "version": N, "connections": N}
+    GET  /healthz   200 {"status": "ok"|"draining", "ready": bool, "version": N, "connections": N}
+    GET  /readyz    the same body; 200 when ready (a table in force, not draining, not
+                    stopping), else 503: what the balancer's health checks ask
     GET  /routes    200 the route table in force (canonical JSON)
     PUT  /routes    200 {"version": N, "services": N}; 400 {"error": ...} keeps the old table
     GET  /metrics   200 Prometheus text
@@ -54,6 +56,10 @@ async def handle(control: Control, method: str, path: str, body: bytes) -> Respo
     path = path.split("?", 1)[0]
     if path == "/healthz" and method == "GET":
         return _json(200, await control.health())
+    if path == "/readyz" and method == "GET":
+        # Readiness, for the balancer: a route table in force, not draining, not stopping.
+        health = await control.health()
+        return _json(200 if health.get("ready") else 503, health)
     if path == "/routes":
         if method == "GET":
             return _json(200, control.routes().to_json_obj())

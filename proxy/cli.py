@@ -83,6 +83,20 @@ def _hostport(ctx: click.Context, param: click.Parameter, value: str) -> tuple[s
     show_default=True,
     help="Seconds SIGTERM waits for connections to finish.",
 )
+@click.option(
+    "--drain-idle-grace",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds a drain leaves idle keep-alive connections open for one last request.",
+)
+@click.option(
+    "--shutdown-delay",
+    type=click.FloatRange(min=0),
+    default=1.5,
+    show_default=True,
+    help="Seconds SIGTERM keeps serving while /readyz says 503, before draining.",
+)
 def main(
     listen: tuple[str, int],
     admin: tuple[str, int],
@@ -94,6 +108,8 @@ def main(
     header_timeout: float,
     keepalive_timeout: float,
     drain_timeout: float,
+    drain_idle_grace: float,
+    shutdown_delay: float,
 ) -> None:
     """Route HTTP/1.1 requests to backends by their Host header."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -110,6 +126,8 @@ def main(
         header_timeout=header_timeout,
         keepalive_timeout=keepalive_timeout,
         drain_timeout=drain_timeout,
+        drain_idle_grace=drain_idle_grace,
+        shutdown_delay=shutdown_delay,
     )
     try:
         if workers > 1:

@@ -48,6 +48,12 @@ class Config:
     # started) before reading from the client pauses.
     buffer_limit: int = 256 * 1024
     drain_timeout: float = 30.0
+    # A drain closes idle keep-alive connections only after this long: a client that keeps
+    # sending gets `Connection: close` on its next answer instead of a socket closed under it.
+    drain_idle_grace: float = 1.0
+    # SIGTERM first reports not ready (GET /readyz 503) and keeps serving this long, so the
+    # balancer's health checks stop sending new connections before the drain closes anything.
+    shutdown_delay: float = 1.5
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -65,6 +71,9 @@ class Config:
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}: {getattr(self, name)} must be greater than 0")
+        for name in ("drain_idle_grace", "shutdown_delay"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}: {getattr(self, name)} must not be negative")
         if self.fail_timeout < 0:
             problems.append(f"fail_timeout: {self.fail_timeout} must not be negative")
         for name in ("max_header_bytes", "max_url_bytes", "buffer_limit"):

@@ -74,6 +74,12 @@ class Server(Control):
         self.upstreams: set[UpstreamConnection] = set()
         self.draining = False
         self.stopping = False
+        # SIGTERM received: not ready any more, though still serving for shutdown_delay.
+        self.shutting_down = False
+        # Whether a route table has been put in force (from --routes or PUT /routes): until
+        # then every host is unknown, so the proxy must not be sent traffic.
+        self.routes_loaded = False
+        self._idle_close: asyncio.TimerHandle | None = None
         self.metrics = Metrics()
         self.access_log = AccessLog() if config.access_log else None
         self.turn = 0
@@ -137,8 +143,9 @@ class Server(Control):
             await self._close()
 
     def shutdown(self) -> None:
-        """Drain, then stop once connections reach zero or the drain timeout passes."""
+        """Report not ready, drain, then stop once connections reach zero or time is up."""
         if self._shutdown_task is None and self.loop is not None:
+            self.shutting_down = True
             self._shutdown_task = self.loop.create_task(self._drain_and_stop())
 
     def stop(self) -> None:
@@ -154,6 +161,9 @@ class Server(Control):
         loop.call_soon_threadsafe(_stop)
 
     async def _drain_and_stop(self) -> None:
+        if self.config.shutdown_delay > 0:
+            log.info("proxy_unready %s", fields(delay=self.config.shutdown_delay))
+            await asyncio.sleep(self.config.shutdown_delay)
         self.drain()
         log.info(
             "proxy_draining %s",
@@ -202,6 +212,7 @@ class Server(Control):
 
     def set_routes(self, table: RouteTable) -> None:
         """Put ``table`` in force for every request started from now on."""
+        self.routes_loaded = True
         wanted = table.backends()
         for addr in wanted:
             backend = self.backends.get(addr)
@@ -304,15 +315,30 @@ class Server(Control):
         return self.table
 
     def drain(self) -> None:
+        """Busy connections close after their current answer; idle ones after a grace."""
         self.draining = True
-        for client in list(self.clients):
-            client.drain()
+        if self._idle_close is not None:
+            self._idle_close.cancel()
+            self._idle_close = None
+        if self.config.drain_idle_grace > 0 and self.loop is not None:
+            self._idle_close = self.loop.call_later(self.config.drain_idle_grace, self._close_idle)
+        else:
+            self._close_idle()
+
+    def _close_idle(self) -> None:
+        self._idle_close = None
+        if self.draining:
+            for client in list(self.clients):
+                client.drain()
 
     async def set_draining(self, draining: bool) -> None:
         if draining:
             self.drain()
         else:
             self.draining = False
+            if self._idle_close is not None:
+                self._idle_close.cancel()
+                self._idle_close = None
         log.info(
             "proxy_%s %s", "drain" if draining else "resume", fields(connections=len(self.clients))
         )
@@ -320,6 +346,7 @@ class Server(Control):
     async def health(self) -> dict[str, Any]:
         return {
             "status": "draining" if self.draining else "ok",
+            "ready": self.routes_loaded and not self.draining and not self.shutting_down,
             "version": self.table.version,
             "connections": len(self.clients),
         }

@@ -96,6 +96,7 @@ class Supervisor(Control):
         self._admin: AdminServer | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._stopping = False
+        self.routes_loaded = False
         self._holder: socket.socket | None = None
         self.started = threading.Event()
         self.listen_port = 0
@@ -124,6 +125,7 @@ class Supervisor(Control):
         self._stopped = loop.create_future()
         if self.config.routes_file:
             self.table = load_routes(self.config.routes_file)
+            self.routes_loaded = True
         self.listen_port = self._reserve_port()
         worker_config = self._worker_config()
         for worker in self.workers:
@@ -216,6 +218,7 @@ class Supervisor(Control):
 
     async def put_routes(self, table: RouteTable) -> None:
         self.table = table
+        self.routes_loaded = True
         await self._each({"op": "routes", "table": table.to_json_obj()})
         log.info("routes_swapped %s", fields(version=table.version, services=len(table.services)))
 
@@ -230,6 +233,10 @@ class Supervisor(Control):
         stats = await self._each({"op": "stats"})
         return {
             "status": "draining" if self.draining else "ok",
+            "ready": self.routes_loaded
+            and bool(stats)
+            and not self.draining
+            and not self._stopping,
             "version": self.table.version,
             "connections": sum(s["connections"] for s in stats),
             "workers": len(stats),

@@ -88,7 +88,7 @@ def test_the_agent_is_wired_to_its_instance_and_the_proxies(config: dict[str, An
     assert any(v.startswith("/var/run/docker.sock:") for v in agent["volumes"])
     lb = config["services"]["loadbalancer"]["command"]
     for proxy in ("proxy-1", "proxy-2"):
-        assert f"--backend={proxy}={proxy}:8000,health=http://{proxy}-admin:9000/healthz" in lb
+        assert f"--backend={proxy}={proxy}:8000,health=http://{proxy}-admin:9000/readyz" in lb
 
 
 def test_secrets_come_from_the_state_directory_to_who_needs_them(config: dict[str, Any]) -> None:

@@ -87,15 +87,29 @@ def test_metrics(proxy: ProxyHandle) -> None:
 def test_drain_and_resume(proxy: ProxyHandle, backend: Backend) -> None:
     idle = proxy.client()
     assert idle.get().status == 200
+    quiet = proxy.client()
+    assert quiet.get().status == 200
     busy = proxy.client()
     busy.send(b"GET /hold HTTP/1.1\r\nHost: web.test\r\n\r\n")
     wait_for(lambda: any(r.path == "/hold" for r in backend.requests), what="held request")
-    assert proxy.admin("GET", "/healthz")[1] == {"status": "ok", "version": 1, "connections": 2}
+    assert proxy.admin("GET", "/healthz")[1] == {
+        "status": "ok",
+        "ready": True,
+        "version": 1,
+        "connections": 3,
+    }
+    assert proxy.admin("GET", "/readyz")[0] == 200
 
     status, health = proxy.admin("POST", "/drain")
-    assert status == 200 and health["status"] == "draining"
-    # The idle connection is closed at once; the busy one finishes with Connection: close.
+    assert status == 200 and health["status"] == "draining" and health["ready"] is False
+    assert proxy.admin("GET", "/readyz")[0] == 503
+    # An idle connection's next request, within the grace, is answered with Connection: close
+    # (never a socket closed under a request in flight) ...
+    resp = idle.get()
+    assert resp.status == 200 and resp.header("connection") == "close"
     assert idle.closed()
+    # ... and one that stays idle is closed once the grace is over.
+    assert quiet.closed()
     wait_for(lambda: proxy.admin("GET", "/healthz")[1]["connections"] == 1, what="idle close")
     backend.release()
     resp = busy.response()
@@ -112,7 +126,8 @@ def test_drain_and_resume(proxy: ProxyHandle, backend: Backend) -> None:
     assert proxy.admin("GET", "/healthz")[1]["status"] == "draining"
 
     status, health = proxy.admin("POST", "/resume")
-    assert status == 200 and health["status"] == "ok"
+    assert status == 200 and health["status"] == "ok" and health["ready"] is True
+    assert proxy.admin("GET", "/readyz")[0] == 200
     again = proxy.client()
     assert again.get().header("connection") == "keep-alive"
     assert again.get().status == 200

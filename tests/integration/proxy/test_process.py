@@ -104,6 +104,72 @@ def test_sigterm_drains_then_exits(start: object, backend: Backend) -> None:
     assert b"proxy_draining" in proxy.err()
 
 
+def _admin_get(port: int, path: str) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_sigterm_reports_not_ready_and_keeps_serving_before_draining(
+    start: object, backend: Backend
+) -> None:
+    proxy = start(_routes(backend), "--shutdown-delay", "3")  # type: ignore[operator]
+    assert _admin_get(proxy.admin_port, "/readyz")[0] == 200
+    began = time.monotonic()
+    proxy.proc.send_signal(signal.SIGTERM)
+    # The balancer's health check sees "not ready" at once ...
+    wait_for(
+        lambda: _admin_get(proxy.admin_port, "/readyz")[0] == 503, what="/readyz answering 503"
+    )
+    # ... while a connection that still arrives is served normally, not closed under it.
+    late = Client(proxy.port)
+    resp = late.get()
+    assert time.monotonic() - began < 3, "the shutdown delay ran out before the check"
+    assert resp.status == 200 and resp.header("connection") == "keep-alive"
+    assert b"proxy_unready" in proxy.err()
+    assert proxy.proc.wait(20) == 0
+    assert late.closed()
+
+
+def test_not_ready_until_a_route_table_is_in_force(tmp_path: Path, backend: Backend) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert proc.stderr is not None
+        line = b""
+        deadline = time.monotonic() + 60
+        while b"proxy_started" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+        found = re.search(rb"admin=127.0.0.1:(\d+)", line)
+        assert found, line
+        admin = int(found[1])
+        status, health = _admin_get(admin, "/readyz")
+        assert (status, health["ready"], health["version"]) == (503, False, 0)
+        assert _admin_get(admin, "/healthz")[0] == 200
+        import urllib.request
+
+        body = json.dumps(_routes(backend)).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{admin}/routes", data=body, method="PUT"
+        )
+        with urllib.request.urlopen(request, timeout=5) as r:
+            assert r.status == 200
+        status, health = _admin_get(admin, "/readyz")
+        assert (status, health["ready"], health["version"]) == (200, True, 3)
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def test_sigterm_exits_after_the_drain_timeout(start: object, backend: Backend) -> None:
     proxy = start(_routes(backend), "--drain-timeout", "0.5")  # type: ignore[operator]
     busy = Client(proxy.port)
@@ -189,7 +255,7 @@ def test_workers_share_the_port_and_follow_the_admin_api(
     assert len(prefixes) == 2, "connections should be spread over both workers"
     admin = AdminClient(proxy.admin_port)
     health = admin.call("GET", "/healthz")
-    assert health == {"status": "ok", "version": 3, "connections": 24, "workers": 2}
+    assert health == {"status": "ok", "ready": True, "version": 3, "connections": 24, "workers": 2}
     other = backend_factory("b")  # type: ignore[operator]
     table = {
         "version": 4,
