@@ -129,7 +129,8 @@ def wrk(port: int, seconds: float, connections: int, cpu: str) -> tuple[float, f
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    p99 = to_ms(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
+    # The latency distribution line, not a "+/- Stdev" column that ends in 99%.
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
     if "Non-2xx" in out or "Socket errors" in out:
         print(out, file=sys.stderr)
     requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
@@ -306,11 +307,9 @@ def main() -> int:
         results: dict[str, list[dict[str, float]]] = {k: [] for k in targets}
         print(f"load average {load()}", flush=True)
         for r in range(args.rounds):
-            # Each proxy goes first, last and in between in turn.
+            # Each proxy takes every place in the order in turn.
             names = list(targets)
             order = names[r % len(names) :] + names[: r % len(names)]
-            if r % 2:
-                order.reverse()
             for name in order:
                 user, system = cpu_seconds(pids[name])
                 rps, p99, n = wrk(targets[name], args.duration, args.connections, load_cpu)
