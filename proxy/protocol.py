@@ -10,9 +10,10 @@ no Content-Length with Transfer-Encoding, one Content-Length value, chunked as t
 coding), finishes the head to send upstream (hop-by-hop fields removed, the framing field
 the proxy's own, X-Forwarded-* and X-Request-Id added) and queues the exchange;
 ``on_body`` appends body pieces, re-chunked when needed, and ``on_message_complete`` marks
-the request whole. A callback that finds a broken rule raises
-``Refusal``, which stops the parser; the refusal is answered in turn and the connection then
-closes, so nothing after a framing error is ever read as a request.
+the request whole. A callback that finds a broken rule raises ``Refusal``, which stops the
+parser; the refusal is answered in turn and the connection then closes, so nothing after a
+framing error is ever read as a request. (Rules broken by a field are noted when the field
+arrives and raised once the head is complete, the first one first.)
 
 Exchanges are answered strictly in order. ``active`` is the one being answered; requests
 pipelined behind it wait in ``queue`` with their bodies held (reading pauses once
