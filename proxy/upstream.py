@@ -153,14 +153,6 @@ class Backend:
                 heads[raw] = head
         return head
 
-    def pop_idle(self) -> UpstreamConnection | None:
-        idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn
-        return None
-
     def close_idle(self) -> None:
         idle, self.idle = self.idle, []
         for conn in idle:
