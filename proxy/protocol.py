@@ -462,7 +462,8 @@ class ClientConnection(asyncio.Protocol):
             ex.http10 = parser.get_http_version() == "1.0"
             # Mostly a lone keep-alive or close, which names no field.
             if conn.strip().lower() not in _CONNECTION_KEYWORDS:
-                drop = connection_tokens(conn) - _CONNECTION_KEYWORDS
+                # Host is end-to-end and required upstream: no client can have it dropped.
+                drop = connection_tokens(conn) - _CONNECTION_KEYWORDS - _HOST
                 if drop:
                     lines = ex.lines = _drop_fields(lines, drop)
         if framing:

@@ -143,3 +143,28 @@ def test_stalled_body_times_out(
     resp = client.response()
     assert resp.status == 408
     assert resp.header("connection") == "close"
+
+
+@pytest.mark.parametrize("named", ["content-length", "transfer-encoding", "host"])
+def test_fields_named_in_connection_never_strip_the_proxys_own_framing(
+    proxy: ProxyHandle, backend: Backend, named: str
+) -> None:
+    # `Connection: content-length` asks a proxy to drop a hop-by-hop field of that name. If
+    # the framing the proxy writes upstream were dropped with it, the backend would read the
+    # body as a request of its own.
+    body = b"GET /smuggled HTTP/1.1\r\nHost: web.test\r\n\r\n"
+    client = proxy.client()
+    client.send(
+        b"POST /upload HTTP/1.1\r\nHost: web.test\r\nConnection: " + named.encode() + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    resp = client.response()
+    assert resp.status == 200, resp.body
+    assert proxy.client().get("/marker").status == 200
+    assert [r.path for r in backend.requests] == ["/upload", "/marker"]
+    upload = backend.requests[0]
+    assert upload.body == body
+    assert upload.header("content-length") == str(len(body)) or (
+        upload.header("transfer-encoding") == "chunked"
+    )
+    assert upload.header("host") == "web.test"
