@@ -204,7 +204,7 @@ class Balancer:
         for p in proxies:
             args += [
                 "--backend",
-                f"{p.name}=127.0.0.1:{p.listen},health=http://127.0.0.1:{p.admin}/healthz",
+                f"{p.name}=127.0.0.1:{p.listen},health=http://127.0.0.1:{p.admin}/readyz",
             ]
         self.popen = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: request_json(f"{self.admin_url}/healthz"), timeout=20, what="balancer")
@@ -467,6 +467,20 @@ def platform(swap_db: str) -> Iterator[Platform]:
         for p in proxies:
             p.start()
         balancer = Balancer(proxies)
+
+        def both_down() -> bool:
+            assert balancer is not None
+            return all(b["health"] == "down" for b in balancer.backends().values())
+
+        # A proxy with no route table yet is not ready: the balancer sends it nothing.
+        wait_until(both_down, timeout=10, what="both fresh proxies not ready in the balancer")
+        # A running platform's proxies already hold a table; start the tests from there.
+        for p in proxies:
+            empty = urllib.request.Request(
+                f"{p.admin_url}/routes", data=b'{"version": 0, "services": []}', method="PUT"
+            )
+            with urllib.request.urlopen(empty, timeout=5) as response:
+                assert response.status == 200
 
         def both_up() -> bool:
             assert balancer is not None

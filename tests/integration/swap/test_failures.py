@@ -77,7 +77,12 @@ def test_a_killed_proxy_costs_only_its_requests_in_flight_and_is_reported(
         victim.start()
         assert victim.health()["version"] == 0
         assert swapper.round(later) is not None
-        assert victim.health() == {"status": "ok", "version": later.version, "connections": 0}
+        assert victim.health() == {
+            "status": "ok",
+            "ready": True,
+            "version": later.version,
+            "connections": 0,
+        }
         assert platform.balancer.backends()["proxy-1"]["state"] == "enabled"
         assert platform.recorded()["proxy-1"][:3] == (later.version, "serving", "")
     finally:
