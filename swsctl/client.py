@@ -12,11 +12,28 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from sws.errors import FieldError, NotFound, SwsError, Unauthorized, Unavailable
 
 DEFAULT_TIMEOUT_S = 30.0
 USER_AGENT = "swsctl/1"
+
+# A kept-alive connection may be closed by the platform (a proxy draining for a route swap)
+# just as the next request goes out on it. Send such a request again on a new connection, as
+# HTTP clients may for idempotent methods (RFC 9110 9.2.2): GET, and this API's PUT (the same
+# spec twice is "unchanged") and DELETE. Error statuses are answers, never retried.
+_RETRY = Retry(
+    total=2,
+    connect=2,
+    read=2,
+    status=0,
+    other=0,
+    allowed_methods=frozenset({"GET", "PUT", "DELETE"}),
+    backoff_factor=0.05,
+    raise_on_status=False,
+)
 
 
 class ApiError(SwsError):
@@ -40,6 +57,9 @@ class ApiClient:
         self.host = host.rstrip("/")
         self._timeout = timeout
         self._session = requests.Session()
+        adapter = HTTPAdapter(max_retries=_RETRY)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
         self._session.headers.update(
             {
                 "Authorization": f"Bearer {token}",
