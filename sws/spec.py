@@ -83,7 +83,7 @@ class ServiceSpec:
 
     def __post_init__(self) -> None:
         # Building the type directly must not bypass the rules: re-check through the parser.
-        errors = list(_check_spec_values(self))
+        errors = _check_spec_values(self)
         if errors:
             raise SpecError(errors)
         object.__setattr__(self, "env", tuple(sorted(self.env, key=lambda e: e.name)))
@@ -593,21 +593,34 @@ def _env_value(value: object, path: str, errors: list[FieldError]) -> str | None
     return text
 
 
-def _check_spec_values(spec: ServiceSpec) -> Iterator[FieldError]:
-    """Rules re-checked when the type is built directly (not through a document)."""
-    if not isinstance(spec.name, str) or not _DNS_LABEL.match(spec.name):
-        yield FieldError("spec.name", f"{spec.name!r} is not a DNS label")
+def _check_spec_values(spec: ServiceSpec) -> list[FieldError]:
+    """Rules re-checked when the type is built directly (not through a document).
+
+    The same checks as a document's, so a spec built in code cannot hold what a file may not.
+    """
+    errors: list[FieldError] = []
+    for key, value in (("name", spec.name), ("domain", spec.domain), ("image", spec.image)):
+        if not isinstance(value, str):
+            errors.append(FieldError(f"spec.{key}", f"must be a string, not {_describe(value)}"))
+    if isinstance(spec.name, str):
+        _check_name(spec.name, "spec.name", errors)
+    if isinstance(spec.domain, str):
+        if spec.domain != normalize_domain(spec.domain):
+            errors.append(FieldError("spec.domain", f"{spec.domain!r} is not normalised"))
+        else:
+            _check_domain(spec.domain, "spec.domain", errors)
+    if isinstance(spec.image, str):
+        _check_image(spec.image, "spec.image", errors)
     if isinstance(spec.port, bool) or not isinstance(spec.port, int) or not 1 <= spec.port <= 65535:
-        yield FieldError("spec.port", f"{spec.port!r} is not a port (1-65535)")
-    if not isinstance(spec.domain, str) or spec.domain != normalize_domain(spec.domain):
-        yield FieldError("spec.domain", f"{spec.domain!r} is not a normalised DNS name")
-    if not isinstance(spec.image, str) or not _IMAGE_REFERENCE.match(spec.image):
-        yield FieldError("spec.image", f"{spec.image!r} is not a valid Docker image reference")
+        errors.append(FieldError("spec.port", f"{spec.port!r} is not a port (1-65535)"))
     if (
         isinstance(spec.replicas, bool)
         or not isinstance(spec.replicas, int)
         or not 0 <= spec.replicas <= MAX_REPLICAS
     ):
-        yield FieldError("spec.replicas", f"{spec.replicas!r} is out of range (0-{MAX_REPLICAS})")
+        errors.append(
+            FieldError("spec.replicas", f"{spec.replicas!r} is out of range (0-{MAX_REPLICAS})")
+        )
     if spec.api_version not in SUPPORTED_API_VERSIONS:
-        yield FieldError("apiVersion", f"{spec.api_version!r} is not supported")
+        errors.append(FieldError("apiVersion", f"{spec.api_version!r} is not supported"))
+    return errors

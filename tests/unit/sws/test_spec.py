@@ -411,3 +411,23 @@ def test_huge_numbers_are_refused_quickly(text: str) -> None:
     with pytest.raises(SpecError) as info:
         parse_specs(text)
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"domain": "a..b"}, "spec.domain"),
+        ({"domain": "1.2.3.4"}, "spec.domain"),
+        ({"domain": "A.b"}, "spec.domain"),
+        ({"image": "UP"}, "spec.image"),
+        ({"name": "-x"}, "spec.name"),
+        ({"replicas": MAX_REPLICAS + 1}, "spec.replicas"),
+    ],
+)
+def test_a_spec_built_in_code_meets_the_documents_rules(
+    changes: dict[str, object], field: str
+) -> None:
+    values: dict[str, object] = {"name": "a", "port": 1, "domain": "a.b", "image": "x"}
+    with pytest.raises(SpecError) as info:
+        ServiceSpec(**{**values, **changes})  # type: ignore[arg-type]
+    assert [e.field for e in info.value.errors] == [field]
