@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: up down test images lint venv
+.PHONY: up down test images lint venv build
 
 venv: $(VENV)/.installed
 
@@ -15,6 +15,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
+
+# The proxy's compiled modules, rebuilt in place when a source or .pxd changed, so a test
+# never runs a stale extension in place of edited Python.
+build: venv
+	$(PY) setup.py --quiet build_ext --inplace --parallel 4
 
 images:
 	bash docker/build
@@ -26,7 +31,7 @@ down:
 	bash docker/down
 
 # pytest exits 5 when it collected nothing: that is a failure, never a pass.
-test: venv images
+test: build images
 	@rc=0; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 

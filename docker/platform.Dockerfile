@@ -2,9 +2,10 @@
 # sws-proxy and sws-loadbalancer (and swsctl) from this one image.
 # BASE_IMAGE is sws/base:bookworm (offline) or python:3.11-slim (public).
 #
-# Built by docker/build from a context that holds only the distribution's
-# sources and docker/.wheels, the wheelhouse it downloads on the host: nothing
-# here reaches the network.
+# Built by docker/build from a context that holds only docker/.wheels, the
+# wheelhouse it downloads on the host, and docker/.build/dist, the SWS wheel it
+# builds on the host (with the proxy's compiled modules): nothing here reaches
+# the network or needs a compiler.
 
 ARG BASE_IMAGE=sws/base:bookworm
 
@@ -12,15 +13,10 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 # Dependencies first: this layer is reused until the wheelhouse changes.
 COPY docker/.wheels/ /wheels/
-# The build backend (setuptools, wheel) comes from the wheelhouse too, into a
-# venv of its own so it is installed once here rather than on every build.
 RUN python3 -m venv /opt/sws \
- && /opt/sws/bin/pip install --no-index --find-links /wheels -r /wheels/requirements.txt \
- && python3 -m venv /opt/build \
- && /opt/build/bin/pip install --no-index --find-links /wheels setuptools wheel
-COPY . /src/
-RUN /opt/build/bin/pip wheel --no-deps --no-index --no-build-isolation -w /dist /src \
- && /opt/sws/bin/pip install --no-deps --no-index /dist/*.whl
+ && /opt/sws/bin/pip install --no-index --find-links /wheels -r /wheels/requirements.txt
+COPY docker/.build/dist/ /dist/
+RUN /opt/sws/bin/pip install --no-deps --no-index /dist/*.whl
 
 FROM ${BASE_IMAGE}
 ENV VIRTUAL_ENV=/opt/sws \

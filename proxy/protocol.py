@@ -49,7 +49,7 @@ from httptools import (
     HttpRequestParser,
 )
 
-from proxy.upstream import Backend, UpstreamConnection, pick
+from proxy.upstream import Backend, UpstreamConnection
 from proxy.wire import (
     CHUNKED,
     CRLF,
@@ -254,7 +254,38 @@ def _drop_fields(lines: list[bytes], names: frozenset[bytes] | set[bytes]) -> li
     return kept
 
 
-class ClientConnection(asyncio.Protocol):
+def pick(
+    backends: tuple[Backend, ...], tried: set[Backend] | None, turn: int, now: float
+) -> Backend | None:
+    """Choose the backend with the fewest exchanges in flight; ties go round-robin by turn.
+
+    The same rule as ``sws.balance.choose``, written over the live objects because this runs
+    for every request. Backends in ``tried`` are skipped; backends in their failure window
+    are used only when no other is left.
+    """
+    if len(backends) == 1:
+        only = backends[0]
+        return None if tried is not None and only in tried else only
+    for allow_failed in (False, True):
+        least = -1
+        tied: list[Backend] = []
+        for backend in backends:
+            if tried is not None and backend in tried:
+                continue
+            if not allow_failed and backend.failed_until > now:
+                continue
+            n = backend.inflight
+            if least < 0 or n < least:
+                least = n
+                tied = [backend]
+            elif n == least:
+                tied.append(backend)
+        if tied:
+            return tied[turn % len(tied)]
+    return None
+
+
+class ClientConnection:
     """One client connection: parses requests, answers them in order."""
 
     def __init__(self, server: Server) -> None:
@@ -557,7 +588,9 @@ class ClientConnection(asyncio.Protocol):
                 self.block(R_BUFFER)
 
     def _held(self) -> int:
-        held = sum(ex.pending_bytes for ex in self.queue)
+        held = 0
+        for ex in self.queue:
+            held += ex.pending_bytes
         if self.active is not None:
             held += self.active.pending_bytes
         return held

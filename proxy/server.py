@@ -15,12 +15,12 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 
 from proxy.access_log import AccessLog
-from proxy.admin import AdminServer, Control
+from proxy.admin import AdminServer
 from proxy.config import Config
 from proxy.metrics import Metrics, render
 from proxy.protocol import ClientConnection, Exchange
@@ -54,7 +54,7 @@ def load_routes(path: str) -> RouteTable:
         raise RouteTableError(f"{path}: {exc.message}") from None
 
 
-class Server(Control):
+class Server:
     """Runs one proxy process: the listener and, with one worker, the admin API."""
 
     def __init__(self, config: Config, *, admin: bool = True, reuse_port: bool = False) -> None:
@@ -111,8 +111,10 @@ class Server(Control):
         config = self.config
         if config.routes_file and self.table.version == 0 and not self.table.services:
             self.set_routes(load_routes(config.routes_file))
+        # The protocol classes are asyncio protocols in all but name: compiled, they are
+        # extension types and cannot derive from asyncio.Protocol (see setup.py).
         self._listener = await loop.create_server(
-            lambda: ClientConnection(self),
+            lambda: cast(asyncio.Protocol, ClientConnection(self)),
             config.listen_host,
             config.listen_port,
             backlog=2048,
@@ -252,9 +254,11 @@ class Server(Control):
     async def _connect(self, backend: Backend, ex: Exchange) -> None:
         assert self.loop is not None
         try:
-            _, conn = await asyncio.wait_for(
+            _, protocol = await asyncio.wait_for(
                 self.loop.create_connection(
-                    lambda: UpstreamConnection(self, backend), backend.host, backend.port
+                    lambda: cast(asyncio.Protocol, UpstreamConnection(self, backend)),
+                    backend.host,
+                    backend.port,
                 ),
                 self.config.connect_timeout,
             )
@@ -280,7 +284,7 @@ class Server(Control):
                 ex, backend, 502, f"backend {backend.addr} of {ex.service} could not be reached"
             )
         else:
-            ex.client.connected(ex, conn)
+            ex.client.connected(ex, cast(UpstreamConnection, protocol))
 
     def finished(self, ex: Exchange, status: int) -> None:
         """Count and log one answered request."""

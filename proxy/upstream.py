@@ -159,38 +159,7 @@ class Backend:
             conn.transport.close()
 
 
-def pick(
-    backends: tuple[Backend, ...], tried: set[Backend] | None, turn: int, now: float
-) -> Backend | None:
-    """Choose the backend with the fewest exchanges in flight; ties go round-robin by turn.
-
-    The same rule as ``sws.balance.choose``, written over the live objects because this runs
-    for every request. Backends in ``tried`` are skipped; backends in their failure window
-    are used only when no other is left.
-    """
-    if len(backends) == 1:
-        only = backends[0]
-        return None if tried is not None and only in tried else only
-    for allow_failed in (False, True):
-        least = -1
-        tied: list[Backend] = []
-        for backend in backends:
-            if tried is not None and backend in tried:
-                continue
-            if not allow_failed and backend.failed_until > now:
-                continue
-            n = backend.inflight
-            if least < 0 or n < least:
-                least = n
-                tied = [backend]
-            elif n == least:
-                tied.append(backend)
-        if tied:
-            return tied[turn % len(tied)]
-    return None
-
-
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
     """One keep-alive connection to a backend, carrying one exchange at a time."""
 
     def __init__(self, server: Server, backend: Backend) -> None:

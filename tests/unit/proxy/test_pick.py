@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from proxy.upstream import Backend, pick
+from proxy.protocol import pick
+from proxy.upstream import Backend
 
 
 def backends(*inflight: int) -> tuple[Backend, ...]:

@@ -1,0 +1,35 @@
+"""Build hook: compile the proxy's per-request modules with Cython when it is available.
+
+The modules stay plain Python (they run as they are when not compiled); the ``.pxd`` file
+beside each one gives Cython the types that turn its classes into extension types. Set
+``SWS_PURE_PYTHON=1`` to build without compiling, as a host without a C compiler must.
+"""
+
+import os
+
+from setuptools import setup
+
+COMPILED = ["proxy/protocol.py", "proxy/upstream.py", "proxy/server.py", "proxy/metrics.py"]
+
+
+def extensions() -> list:
+    if os.environ.get("SWS_PURE_PYTHON", "") not in ("", "0"):
+        return []
+    from Cython.Build import cythonize
+
+    modules = cythonize(
+        COMPILED,
+        compiler_directives={
+            "language_level": 3,
+            # The annotations are for mypy; the types Cython uses are in the .pxd files.
+            "annotation_typing": False,
+        },
+        quiet=True,
+    )
+    for module in modules:
+        # No debug sections: they would make each module several times its size.
+        module.extra_compile_args = ["-g0"]
+    return modules
+
+
+setup(ext_modules=extensions())
