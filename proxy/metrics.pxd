@@ -13,5 +13,5 @@ cdef class _Counts:
 cdef class Metrics:
     cdef public dict services
 
-    @cython.locals(counts=_Counts)
+    @cython.locals(counts=_Counts, i=Py_ssize_t, n=Py_ssize_t, buckets=tuple)
     cpdef observe(self, service, int status, double seconds)

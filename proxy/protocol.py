@@ -327,7 +327,7 @@ class ClientConnection:
         self.server.clients.add(self)
         # A fresh connection has the header timeout to send its first request.
         self.kind = K_IDLE
-        self.deadline = self.server.now + self.config.header_timeout
+        self.deadline = self.server.now + self.server.header_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -359,13 +359,13 @@ class ClientConnection:
         kind = self.kind
         if kind == K_IDLE:
             self.kind = K_HEAD
-            self.deadline = self.server.now + self.config.header_timeout
+            self.deadline = self.server.now + self.server.header_timeout
         elif kind == K_BODY:
             now = self.server.now
-            self.deadline = now + self.config.body_timeout
+            self.deadline = now + self.server.body_timeout
             active = self.active
             if active is not None and active.upstream is not None:
-                active.upstream.deadline = now + self.config.upstream_timeout
+                active.upstream.deadline = now + self.server.upstream_timeout
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -383,12 +383,12 @@ class ClientConnection:
             if self.cur is not None and self.kind == K_HEAD:
                 # The head is still incomplete: bound what the parser holds for it.
                 self.head_raw += len(data)
-                if self.head_raw > self.config.max_header_bytes:
+                if self.head_raw > self.server.max_header_bytes:
                     self._refuse(
                         Refusal(
                             431,
                             f"request header section is larger than "
-                            f"{self.config.max_header_bytes} bytes",
+                            f"{self.server.max_header_bytes} bytes",
                         )
                     )
         self._advance()
@@ -426,12 +426,12 @@ class ClientConnection:
             ex = self.cur = Exchange(self, url)
             if self.kind != K_HEAD:
                 self.kind = K_HEAD
-                self.deadline = self.server.now + self.config.header_timeout
+                self.deadline = self.server.now + self.server.header_timeout
         else:
             ex.url += url
             ex.head_size += len(url)
-        if len(ex.url) > self.config.max_url_bytes:
-            raise Refusal(414, f"request URL is longer than {self.config.max_url_bytes} bytes")
+        if len(ex.url) > self.server.max_url_bytes:
+            raise Refusal(414, f"request URL is longer than {self.server.max_url_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Called for every field: ordinary fields are rendered for upstream here, in order;
@@ -474,7 +474,7 @@ class ClientConnection:
         url = ex.url
         host = ex.host_field
         lines = ex.lines
-        if url[:1] != b"/" and url != b"*":
+        if not url.startswith(b"/") and url != b"*":
             url, host = self._absolute_form(url, method)
             lines = ex.lines = _drop_fields(lines, _HOST)
             framing += (b"Host: ", host, CRLF)
@@ -528,7 +528,7 @@ class ClientConnection:
             self.deadline = 0.0
         else:
             self.kind = K_BODY
-            self.deadline = ex.start + self.config.body_timeout
+            self.deadline = ex.start + self.server.body_timeout
         self.queue.append(ex)
 
     def on_body(self, body: bytes) -> None:
@@ -580,11 +580,11 @@ class ClientConnection:
             if upstream is not None and active.pending:
                 upstream.send(active)
         if self.read_block & R_BUFFER:
-            if self._held() <= self.config.buffer_limit // 2:
+            if self._held() <= self.server.buffer_limit // 2:
                 self.unblock(R_BUFFER)
         elif self.queue or (active is not None and active.pending):
             held = self._held()
-            if held > self.config.buffer_limit or len(self.queue) > _PIPELINE_LIMIT:
+            if held > self.server.buffer_limit or len(self.queue) > _PIPELINE_LIMIT:
                 self.block(R_BUFFER)
 
     def _held(self) -> int:
@@ -654,7 +654,7 @@ class ClientConnection:
 
     def connect_failed(self, ex: Exchange, backend: Backend, status: int, message: str) -> None:
         backend.inflight -= 1
-        backend.failed_until = self.server.now + self.config.fail_timeout
+        backend.failed_until = self.server.now + self.server.fail_timeout
         if ex.done or self.closed or ex is not self.active:
             return
         if ex.tried is None:
@@ -720,7 +720,7 @@ class ClientConnection:
                 self._shutdown()
                 return
             self.kind = K_IDLE
-            self.deadline = self.server.now + self.config.keepalive_timeout
+            self.deadline = self.server.now + self.server.keepalive_timeout
 
     def abort(self, ex: Exchange, status: int) -> None:
         """Cut the connection mid-response: the client sees a truncated answer."""
@@ -794,7 +794,7 @@ class ClientConnection:
             # answer before the client reads it; shut our side and drain theirs instead.
             transport.write_eof()
             self.kind = K_LINGER
-            self.deadline = self.server.now + self.config.linger_timeout
+            self.deadline = self.server.now + self.server.linger_timeout
             self.read_block = 0
             transport.resume_reading()
         else:
@@ -815,7 +815,7 @@ class ClientConnection:
             if self.read_block == 0 and not self.closed:
                 self.transport.resume_reading()
                 if self.kind == K_BODY:
-                    self.deadline = self.server.now + self.config.body_timeout
+                    self.deadline = self.server.now + self.server.body_timeout
 
     def drain(self) -> None:
         """Close now if idle; otherwise the current answer carries Connection: close."""
@@ -837,7 +837,7 @@ class ClientConnection:
             if ex is None:
                 ex = Exchange(self, b"")
             ex.error = Refusal(
-                408, f"request head not received within {self.config.header_timeout:g}s"
+                408, f"request head not received within {self.server.header_timeout:g}s"
             )
             self.stopped = True
             self.block(R_STOP)
@@ -850,6 +850,6 @@ class ClientConnection:
             ex.error = Refusal(408, "request body stalled")
             ex.keep_alive = False
             self.stopped = True
-            self.respond_local(ex, 408, f"request body stalled for {self.config.body_timeout:g}s")
+            self.respond_local(ex, 408, f"request body stalled for {self.server.body_timeout:g}s")
         else:
             self.transport.close()

@@ -11,6 +11,17 @@ cdef Py_ssize_t _HOST_CACHE_LIMIT
 
 cdef class Server:
     cdef public object config
+    cdef public double body_timeout
+    cdef public Py_ssize_t buffer_limit
+    cdef public double fail_timeout
+    cdef public double header_timeout
+    cdef public double keepalive_timeout
+    cdef public double linger_timeout
+    cdef public Py_ssize_t max_header_bytes
+    cdef public Py_ssize_t max_url_bytes
+    cdef public double upstream_timeout
+    cdef public double upstream_idle_timeout
+    cdef public Py_ssize_t upstream_max_idle
     cdef public object _with_admin
     cdef public object _reuse_port
     cdef public object loop

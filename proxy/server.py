@@ -59,6 +59,19 @@ class Server:
 
     def __init__(self, config: Config, *, admin: bool = True, reuse_port: bool = False) -> None:
         self.config = config
+        # The limits the per-request path reads, copied once: compiled (server.pxd) each is
+        # a C field, where reading the Config's attribute is a dictionary lookup.
+        self.body_timeout = config.body_timeout
+        self.buffer_limit = config.buffer_limit
+        self.fail_timeout = config.fail_timeout
+        self.header_timeout = config.header_timeout
+        self.keepalive_timeout = config.keepalive_timeout
+        self.linger_timeout = config.linger_timeout
+        self.max_header_bytes = config.max_header_bytes
+        self.max_url_bytes = config.max_url_bytes
+        self.upstream_timeout = config.upstream_timeout
+        self.upstream_idle_timeout = config.upstream_idle_timeout
+        self.upstream_max_idle = config.upstream_max_idle
         self._with_admin = admin
         self._reuse_port = reuse_port
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -244,7 +244,7 @@ class UpstreamConnection:
             self.transport.close()
             return
         self.got_bytes = True
-        self.deadline = self.server.now + self.config.upstream_timeout
+        self.deadline = self.server.now + self.server.upstream_timeout
         if not self.head_sent:
             # Keep the bytes of a head still being received: it is rewritten from them.
             if self.raw:
@@ -463,7 +463,7 @@ class UpstreamConnection:
         self.keep_alive = False
         self.continued = False
         self.raw = b""
-        self.deadline = self.server.now + self.config.upstream_timeout
+        self.deadline = self.server.now + self.server.upstream_timeout
         if ex.client.write_paused:
             self.pause_reading()
         elif self.read_paused:
@@ -515,13 +515,13 @@ class UpstreamConnection:
             and not self.closed
             and not backend.retired
             and not server.stopping
-            and len(backend.idle) < self.config.upstream_max_idle
+            and len(backend.idle) < self.server.upstream_max_idle
         ):
             self.reused = True
             if self.read_paused:
                 self.resume_reading()
             self.idle = True
-            self.deadline = server.now + self.config.upstream_idle_timeout
+            self.deadline = server.now + self.server.upstream_idle_timeout
             backend.idle.append(self)
         else:
             self.transport.close()
@@ -530,13 +530,13 @@ class UpstreamConnection:
     def release(self) -> None:
         """Return this connection to its backend's idle pool, or close it if the pool is full."""
         backend = self.backend
-        if self.closed or backend.retired or len(backend.idle) >= self.config.upstream_max_idle:
+        if self.closed or backend.retired or len(backend.idle) >= self.server.upstream_max_idle:
             self.transport.close()
             return
         if self.read_paused:
             self.resume_reading()
         self.idle = True
-        self.deadline = self.server.now + self.config.upstream_idle_timeout
+        self.deadline = self.server.now + self.server.upstream_idle_timeout
         backend.idle.append(self)
 
     def fail(self, status: int, message: str) -> None:
@@ -561,7 +561,7 @@ class UpstreamConnection:
             return
         self.fail(
             504,
-            f"backend {self.backend.addr} did not answer within {self.config.upstream_timeout:g}s",
+            f"backend {self.backend.addr} did not answer within {self.server.upstream_timeout:g}s",
         )
 
     def pause_reading(self) -> None:
@@ -575,7 +575,7 @@ class UpstreamConnection:
         if self.read_paused:
             self.read_paused = False
             if self.exchange is not None:
-                self.deadline = self.server.now + self.config.upstream_timeout
+                self.deadline = self.server.now + self.server.upstream_timeout
             if not self.closed:
                 self.transport.resume_reading()
 

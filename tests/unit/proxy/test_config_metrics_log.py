@@ -99,3 +99,19 @@ def test_access_log_line() -> None:
         "backend": "10.0.0.1:80",
         "request_id": "r-1",
     }
+
+
+def test_latency_lands_in_the_first_bucket_whose_bound_it_does_not_exceed() -> None:
+    # Prometheus buckets are upper-inclusive (le): the same slot bisect_left gives.
+    from bisect import bisect_left
+
+    from proxy.metrics import BUCKETS
+
+    values = [0.0, 1e-9, *BUCKETS, *(b * 1.0001 for b in BUCKETS), 1e9]
+    metrics = Metrics()
+    for seconds in values:
+        metrics.observe("web", 200, seconds)
+    expected = [0] * (len(BUCKETS) + 1)
+    for seconds in values:
+        expected[bisect_left(BUCKETS, seconds)] += 1
+    assert metrics.snapshot()["latency"]["web"] == expected
