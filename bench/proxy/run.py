@@ -1,6 +1,7 @@
 """sws-proxy against nginx, side by side in one run, in front of the same nginx backend.
 
     python bench/proxy/run.py [--duration 10] [--rounds 3] [--connections 50] [--syscalls]
+                              [--floor] [--pure]
 
 Installs nginx-light and wrk from Debian if missing. Starts one backend (nginx, one worker,
 answering "ok" with keep-alive), then nginx (one worker, proxy_pass with upstream keepalive,
@@ -41,6 +42,8 @@ NGINX_PORT = 18802
 SWS_PORT = 18803
 SWS_ADMIN = 18804
 FLOOR_PORT = 18805
+PURE_PORT = 18806
+PURE_ADMIN = 18807
 
 BACKEND_CONF = """
 worker_processes 1;
@@ -213,6 +216,11 @@ def main() -> int:
         action="store_true",
         help="also run bench/proxy/floor.py, a bare uvloop byte relay, as a third proxy",
     )
+    parser.add_argument(
+        "--pure",
+        action="store_true",
+        help="also run sws-proxy from its Python sources with nothing compiled (sws-pure)",
+    )
     args = parser.parse_args()
     ensure_tools()
     cpus = os.cpu_count() or 1
@@ -293,15 +301,49 @@ def main() -> int:
                     stderr=subprocess.DEVNULL,
                 )
             )
+        pure_pid = 0
+        if args.pure:
+            # The same sources with no compiled module beside them.
+            pure_root = work / "pure"
+            ignore = shutil.ignore_patterns("*.so", "*.c", "__pycache__")
+            for package in ("proxy", "sws"):
+                shutil.copytree(ROOT / package, pure_root / package, ignore=ignore)
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "taskset",
+                        "-c",
+                        proxy_cpu,
+                        sys.executable,
+                        "-m",
+                        "proxy",
+                        "--listen",
+                        f"127.0.0.1:{PURE_PORT}",
+                        "--admin",
+                        f"127.0.0.1:{PURE_ADMIN}",
+                        "--routes",
+                        str(work / "routes.json"),
+                        "--no-access-log",
+                    ],
+                    cwd=pure_root,
+                    env={**os.environ, "PYTHONPATH": str(pure_root)},
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            pure_pid = procs[-1].pid
         targets = {"nginx": NGINX_PORT, "sws-proxy": SWS_PORT}
         if args.floor:
             targets["floor"] = FLOOR_PORT
+        if args.pure:
+            targets["sws-pure"] = PURE_PORT
         for port in (BACKEND_PORT, *targets.values()):
             wait_port(port)
         # The processes doing the proxying: nginx's worker (the master's child) and ours.
         pids = {"nginx": children(procs[1].pid), "sws-proxy": [procs[2].pid]}
         if args.floor:
             pids["floor"] = [procs[3].pid]
+        if args.pure:
+            pids["sws-pure"] = [pure_pid]
         for port in targets.values():
             wrk(port, args.warmup, args.connections, load_cpu)
         results: dict[str, list[dict[str, float]]] = {k: [] for k in targets}
