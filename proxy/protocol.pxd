@@ -10,6 +10,17 @@ cdef int R_UPSTREAM, R_BUFFER, R_STOP
 cdef int BODY_NONE, BODY_LENGTH, BODY_CHUNKED
 cdef Py_ssize_t _PIPELINE_LIMIT
 cdef frozenset _HOST, _CONNECTION_KEYWORDS
+cdef bint _COMPILED
+cdef bytes _NAME_CHARS, _TARGET_CHARS, _VALUE_CHARS
+cdef tuple _SPECIALS
+
+cdef bytes _slice(bytes data, Py_ssize_t start, Py_ssize_t end)
+
+@cython.locals(n=Py_ssize_t, j=Py_ssize_t)
+cdef bint _same_lower(bytes data, Py_ssize_t start, Py_ssize_t end, bytes lower) except -1
+
+@cython.locals(n=Py_ssize_t, name=bytes)
+cdef bytes _special(bytes data, Py_ssize_t start, Py_ssize_t end)
 
 
 @cython.final
@@ -91,6 +102,18 @@ cdef class ClientConnection:
     cdef public double deadline
     cdef public Py_ssize_t head_raw
     cdef public bint _starting
+    cdef public bint in_message
+    cdef public bint fast_heads
+
+    @cython.locals(n=Py_ssize_t, p=Py_ssize_t, i=Py_ssize_t, u=Py_ssize_t,
+                   url_end=Py_ssize_t, a=Py_ssize_t, name_end=Py_ssize_t, v=Py_ssize_t,
+                   value_end=Py_ssize_t, cut=Py_ssize_t, cut_end=Py_ssize_t, end=Py_ssize_t,
+                   max_head=Py_ssize_t, max_url=Py_ssize_t, method=bytes, lname=bytes,
+                   host=object, ex=Exchange, lines=list, server=Server)
+    cpdef Py_ssize_t _simple_heads(self, bytes data) except -1
+
+    @cython.locals(rid=object, xff=object, head=bytes, server=Server)
+    cpdef _head_done(self, Exchange ex, list lines, bytes host)
 
     @cython.locals(ex=Exchange, size=Py_ssize_t)
     cpdef on_header(self, bytes name, bytes value)

@@ -82,6 +82,65 @@ _PIPELINE_LIMIT = 32
 _HOST = frozenset({b"host"})
 _CONNECTION_KEYWORDS = frozenset({b"close", b"keep-alive", b"upgrade"})
 
+try:
+    import cython
+
+    _COMPILED: bool = cython.compiled
+except ImportError:  # Cython is needed only to build the compiled modules
+    _COMPILED = False
+
+
+def _table(*ranges: bytes) -> bytes:
+    """A 256-byte table with 1 at each byte value listed (for the simple-head scanner)."""
+    table = bytearray(256)
+    for chars in ranges:
+        for c in chars:
+            table[c] = 1
+    return bytes(table)
+
+
+_ALNUM = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+# What the simple-head scanner accepts (see ClientConnection._simple_heads): a strict subset
+# of what llhttp accepts, so anything else goes to llhttp and its rules.
+_NAME_CHARS = _table(_ALNUM, b"-")
+_TARGET_CHARS = _table(_ALNUM, b"-._~!$&'()*+,;=:@/?%")
+_VALUE_CHARS = _table(bytes(range(0x21, 0x7F)), b" ")
+# The special field names by length, for a case-insensitive match without a new object.
+_SPECIALS = tuple(tuple(n for n in sorted(REQUEST_SPECIAL) if len(n) == k) for k in range(32))
+
+
+def _slice(data: bytes, start: int, end: int) -> bytes:
+    """``data[start:end]``; compiled, a copy straight from the buffer (no slice object)."""
+    if _COMPILED:
+        return cython.cast(cython.p_char, data)[start:end]  # type: ignore[no-any-return]
+    return data[start:end]
+
+
+def _same_lower(data: bytes, start: int, end: int, lower: bytes) -> bool:
+    """Whether ``data[start:end]`` is ``lower`` but for case.
+
+    ``lower`` holds only lower-case letters and dashes, and of the characters the scanner
+    lets through (visible ASCII and space) ``c | 0x20`` gives such a character only for that
+    letter in either case, or for the dash itself.
+    """
+    n = end - start
+    if n != len(lower):
+        return False
+    j = 0
+    while j < n and (data[start + j] | 32) == lower[j]:
+        j += 1
+    return j == n
+
+
+def _special(data: bytes, start: int, end: int) -> bytes:
+    """The special field name (lower case) that ``data[start:end]`` is, or ``b""``."""
+    n = end - start
+    if n < 32:
+        for name in _SPECIALS[n]:
+            if _same_lower(data, start, end, name):
+                return name
+    return b""
+
 
 class Refusal(Exception):
     """A request the proxy answers itself without forwarding it."""
@@ -313,6 +372,11 @@ class ClientConnection:
         self.deadline = 0.0
         self.head_raw = 0
         self._starting = False
+        # Whether llhttp is inside a message (on_message_begin .. on_message_complete): the
+        # simple-head scanner may only start where llhttp would start a new message.
+        self.in_message = False
+        # The scanner pays off only compiled; interpreted, llhttp alone is faster.
+        self.fast_heads = _COMPILED
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -366,6 +430,13 @@ class ClientConnection:
             active = self.active
             if active is not None and active.upstream is not None:
                 active.upstream.deadline = now + self.server.upstream_timeout
+        if self.fast_heads and not self.in_message:
+            taken = self._simple_heads(data)
+            if taken:
+                if taken == len(data):
+                    self._advance()
+                    return
+                data = data[taken:]
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -419,6 +490,9 @@ class ClientConnection:
             upstream.resume_reading()
 
     # -- httptools callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.in_message = True
 
     def on_url(self, url: bytes) -> None:
         ex = self.cur
@@ -505,6 +579,12 @@ class ClientConnection:
                 raise Refusal(400, "bad request: an upgrade request cannot have a body")
             ex.upgrade = True
             lines += (b"Connection: upgrade\r\nUpgrade: ", upgrade, CRLF)
+        lines[0] = method
+        lines[2] = url
+        self._head_done(ex, lines, host)
+
+    def _head_done(self, ex: Exchange, lines: list[bytes], host: bytes) -> None:
+        """Finish the head for upstream (the proxy's fields last) and queue the exchange."""
         rid = ex.rid_field
         if rid is None:
             server = self.server
@@ -517,8 +597,6 @@ class ClientConnection:
             lines += (b"\r\nX-Request-Id: ", rid, b"\r\n\r\n")
         else:
             lines += (self.forwarded_for, host, b"\r\nX-Request-Id: ", rid, b"\r\n\r\n")
-        lines[0] = method
-        lines[2] = url
         head = ex.head = b"".join(lines)
         ex.pending.append(head)
         ex.pending_bytes = len(head)
@@ -543,6 +621,7 @@ class ClientConnection:
         ex.pending_bytes += len(body)
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         ex = self.cur
         assert ex is not None
         self.cur = None
@@ -552,6 +631,96 @@ class ClientConnection:
         if self.kind == K_BODY:
             self.kind = K_NONE
             self.deadline = 0.0
+
+    def _simple_heads(self, data: bytes) -> int:
+        """Take the simple requests that start ``data``, whole; return how many bytes.
+
+        A simple request is GET or HEAD of an origin-form target, HTTP/1.1, every field
+        ``Name: value`` with a name of letters, digits and dashes and a value of visible
+        characters and inner spaces, one Host field, no other field the proxy treats
+        specially (``Connection: keep-alive`` aside, which is dropped as llhttp's path
+        drops it), and the whole head within this read and the size limits. Such a head
+        is a strict subset of what llhttp accepts and means the same to both; for it the
+        head as received is, byte for byte, the head llhttp's path would render, so it is
+        sent on as it came, with the proxy's fields added. Anything else, from its first
+        byte on, goes to llhttp (tests/unit/proxy/test_simple_heads.py holds the two paths
+        to the same output). The scan stops at the first request that is not simple.
+        """
+        n = len(data)
+        server = self.server
+        max_head = server.max_header_bytes
+        max_url = server.max_url_bytes
+        p = 0
+        while p < n:
+            if data.startswith(b"GET /", p):
+                method = b"GET"
+            elif data.startswith(b"HEAD /", p):
+                method = b"HEAD"
+            else:
+                return p
+            u = i = p + len(method) + 1
+            while i < n and _TARGET_CHARS[data[i]]:
+                i += 1
+            if i - u > max_url or not data.startswith(b" HTTP/1.1\r\n", i):
+                return p
+            url_end = i
+            i += 11
+            host = None
+            cut = -1  # where a dropped Connection: keep-alive field starts
+            cut_end = -1
+            while True:
+                if i - p > max_head:
+                    return p
+                if data.startswith(b"\r\n", i):
+                    break
+                a = i
+                while i < n and _NAME_CHARS[data[i]]:
+                    i += 1
+                if i == a or not data.startswith(b": ", i):
+                    return p
+                name_end = i
+                i += 2
+                v = i
+                while i < n and _VALUE_CHARS[data[i]]:
+                    i += 1
+                # No space first or last: llhttp's path would trim it and render it without.
+                if i == v or data[v] == 32 or data[i - 1] == 32 or not data.startswith(b"\r\n", i):
+                    return p
+                value_end = i
+                i += 2
+                lname = _special(data, a, name_end)
+                if lname:
+                    if lname == b"host" and host is None:
+                        host = _slice(data, v, value_end)
+                    elif (
+                        lname == b"connection"
+                        and cut < 0
+                        and _same_lower(data, v, value_end, b"keep-alive")
+                    ):
+                        cut = a
+                        cut_end = i
+                    else:
+                        return p
+            if host is None:
+                return p
+            end = i + 2
+            if end - p > max_head:
+                return p
+            ex = Exchange(self, _slice(data, u, url_end))
+            ex.method = method
+            ex.is_head = len(method) == 4
+            ex.keep_alive = True
+            ex.start = server.clock()
+            ex.host_field = host
+            ex.host = host
+            ex.complete = True
+            if cut < 0:
+                lines = [_slice(data, p, i)]
+            else:
+                lines = [_slice(data, p, cut), _slice(data, cut_end, i)]
+            self._head_done(ex, lines, host)
+            p = end
+        return p
 
     @staticmethod
     def _absolute_form(url: bytes, method: bytes) -> tuple[bytes, bytes]:
