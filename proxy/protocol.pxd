@@ -112,7 +112,7 @@ cdef class ClientConnection:
                    host=object, ex=Exchange, lines=list, server=Server)
     cpdef Py_ssize_t _simple_heads(self, bytes data) except -1
 
-    @cython.locals(rid=object, xff=object, head=bytes, server=Server)
+    @cython.locals(rid=object, xff=object, head=bytes, server=Server, count=cython.longlong)
     cpdef _head_done(self, Exchange ex, list lines, bytes host)
 
     @cython.locals(ex=Exchange, size=Py_ssize_t)

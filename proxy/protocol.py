@@ -589,7 +589,8 @@ class ClientConnection:
         if rid is None:
             server = self.server
             server.rid_counter += 1
-            rid = b"%s-%x" % (server.rid_prefix, server.rid_counter)
+            count = server.rid_counter
+            rid = server.rid_prefix + f"{count:x}".encode("ascii")
         ex.request_id = rid
         xff = ex.xff_field
         if xff:

@@ -98,7 +98,7 @@ class Server:
         self.turn = 0
         self.retried = 0
         # Generated request ids: a per-process prefix and a counter (the client side counts).
-        self.rid_prefix = os.urandom(6).hex().encode()
+        self.rid_prefix = os.urandom(6).hex().encode() + b"-"
         self.rid_counter = 0
         self._listener: asyncio.AbstractServer | None = None
         self._admin: AdminServer | None = None

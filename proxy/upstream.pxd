@@ -3,6 +3,10 @@ cimport cython
 from proxy.protocol cimport ClientConnection, Exchange
 from proxy.server cimport Server
 
+cdef bint _COMPILED
+
+cdef bytes _slice(bytes data, Py_ssize_t start, Py_ssize_t end)
+
 
 @cython.final
 cdef class ResponseHead:
@@ -58,8 +62,10 @@ cdef class UpstreamConnection:
     cdef public bint head_only
     cdef public bint keep_alive
     cdef public bint continued
+    cdef public bytes last_raw
+    cdef public ResponseHead last_head
 
-    @cython.locals(ex=Exchange, head=ResponseHead, end=Py_ssize_t, out=list)
+    @cython.locals(ex=Exchange, head=ResponseHead, end=Py_ssize_t, out=list, last=bytes)
     cpdef data_received(self, data)
 
     @cython.locals(client=ClientConnection)

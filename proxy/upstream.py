@@ -62,6 +62,25 @@ if TYPE_CHECKING:
     from proxy.server import Server
 
 
+try:
+    import cython
+
+    _COMPILED: bool = cython.compiled
+except ImportError:  # Cython is needed only to build the compiled modules
+    _COMPILED = False
+
+
+def _slice(data: bytes, start: int, end: int) -> bytes:
+    """``data[start:end]``; compiled, a copy straight from the buffer (no slice object).
+
+    The same as proxy.protocol's: a compiled module cannot take a function from a module
+    that imports it back (see docs/proxy.md, "Compiled modules").
+    """
+    if _COMPILED:
+        return cython.cast(cython.p_char, data)[start:end]  # type: ignore[no-any-return]
+    return data[start:end]
+
+
 _CACHED_HEADS = 64
 _CACHED_HEAD_LIMIT = 2048
 
@@ -178,6 +197,9 @@ class UpstreamConnection:
         self.read_paused = False
         self.write_paused = False
         self.tunnel: ClientConnection | None = None
+        # The remembered head (see Backend.head) this connection relayed last, and its bytes.
+        self.last_raw = b""
+        self.last_head: ResponseHead | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -250,18 +272,32 @@ class UpstreamConnection:
             if self.raw:
                 self.raw += data
             else:
-                end = data.find(b"\r\n\r\n")
-                if end > 0:
-                    head = self.backend.heads.get(data[:end])
-                    if (
-                        head is not None
-                        and head.whole
-                        and head.length == len(data) - end - 4
-                        and not ex.is_head
-                        and not ex.upgrade
-                    ):
-                        self._whole(ex, head, data, end + 4)
-                        return
+                # Mostly the head this connection relayed last: compared in place, with no
+                # search for its end and no key cut out and hashed. (A remembered head holds
+                # no blank line and does not end in CRLF, so where it ends is where the first
+                # blank line starts.)
+                last = self.last_raw
+                end = len(last)
+                if end and data.startswith(last) and data.startswith(b"\r\n\r\n", end):
+                    head = self.last_head
+                else:
+                    head = None
+                    end = data.find(b"\r\n\r\n")
+                    if end > 0:
+                        last = data[:end]
+                        head = self.backend.heads.get(last)
+                        if head is not None:
+                            self.last_raw = last
+                            self.last_head = head
+                if (
+                    head is not None
+                    and head.whole
+                    and head.length == len(data) - end - 4
+                    and not ex.is_head
+                    and not ex.upgrade
+                ):
+                    self._whole(ex, head, data, end + 4)
+                    return
                 self.raw = data
         out = self.out
         try:
@@ -419,7 +455,7 @@ class UpstreamConnection:
         client = ex.client
         if not client.closed:
             client.transport.write(
-                (head.keep_alive_head if keep else head.close_head) + data[start:]
+                (head.keep_alive_head if keep else head.close_head) + _slice(data, start, len(data))
             )
         self.keep_alive = head.backend_keep_alive
         self.done = True

@@ -59,7 +59,7 @@ class Transport(asyncio.Transport):
 def _client(fast: bool) -> ClientConnection:
     server = Server(Config(access_log=False))
     server.clock = lambda: 1.0
-    server.rid_prefix = b"test"
+    server.rid_prefix = b"test-"
     client = ClientConnection(server)
     client.connection_made(Transport())
     client.fast_heads = fast
