@@ -89,7 +89,7 @@ cdef class ClientConnection:
     cdef public bytes forwarded_for
     cdef public Exchange cur
     cdef public Exchange active
-    cdef public object queue
+    cdef public list queue
     cdef public int read_block
     cdef public bint write_paused
     cdef public bint closed
@@ -114,6 +114,9 @@ cdef class ClientConnection:
 
     @cython.locals(rid=object, xff=object, head=bytes, server=Server, count=cython.longlong)
     cpdef _head_done(self, Exchange ex, list lines, bytes host)
+
+    @cython.locals(kind=int, now=double, active=Exchange, taken=Py_ssize_t)
+    cpdef data_received(self, bytes data)
 
     @cython.locals(ex=Exchange, size=Py_ssize_t)
     cpdef on_header(self, bytes name, bytes value)

@@ -66,7 +66,7 @@ cdef class UpstreamConnection:
     cdef public ResponseHead last_head
 
     @cython.locals(ex=Exchange, head=ResponseHead, end=Py_ssize_t, out=list, last=bytes)
-    cpdef data_received(self, data)
+    cpdef data_received(self, bytes data)
 
     @cython.locals(client=ClientConnection)
     cpdef _flush(self, list out, Exchange ex)
