@@ -607,7 +607,9 @@ class ClientConnection:
             lines += (self.forwarded_for, host, b"\r\nX-Request-Id: ", rid, b"\r\n\r\n")
             head = b"".join(lines)
         ex.head = head
-        ex.pending.append(head)
+        # The head is always the first thing pending: a list made with it costs one
+        # allocation where appending to the empty one grows it.
+        ex.pending = [head]
         ex.pending_bytes = len(head)
         if ex.body == BODY_NONE:
             ex.replayable = not ex.upgrade
