@@ -15,6 +15,11 @@ parser; the refusal is answered in turn and the connection then closes, so nothi
 framing error is ever read as a request. (Rules broken by a field are noted when the field
 arrives and raised once the head is complete, the first one first.)
 
+Compiled (see setup.py), a plain GET or HEAD whose whole head is in the read skips all of
+that: ``_simple_heads`` checks it against a strict subset of what llhttp accepts, makes its
+exchange directly and sends the head on as received with the proxy's fields added (the
+rules are in its docstring and docs/proxy.md). Anything else goes to llhttp as above.
+
 Exchanges are answered strictly in order. ``active`` is the one being answered; requests
 pipelined behind it wait in ``queue`` with their bodies held (reading pauses once
 ``buffer_limit`` bytes are held). Starting an exchange looks its Host up in the route table
