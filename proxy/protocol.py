@@ -558,11 +558,6 @@ class ClientConnection:
             url, host = self._absolute_form(url, method)
             lines = ex.lines = _drop_fields(lines, _HOST)
             framing += (b"Host: ", host, CRLF)
-        if host is None:
-            if not ex.http10:
-                raise Refusal(400, "bad request: no Host header")
-            host = b""
-        ex.host = host
         # Only HTTP/1.0 keeps alive by default without a Connection field and only HTTP/1.0
         # needs one to keep alive, so the version string is needed only when one was sent.
         conn = ex.conn_field
@@ -571,12 +566,19 @@ class ClientConnection:
                 ex.http10 = True
         else:
             ex.http10 = parser.get_http_version() == "1.0"
-            # Mostly a lone keep-alive or close, which names no field.
-            if conn.strip().lower() not in _CONNECTION_KEYWORDS:
-                # Host is end-to-end and required upstream: no client can have it dropped.
-                drop = connection_tokens(conn) - _CONNECTION_KEYWORDS - _HOST
-                if drop:
-                    lines = ex.lines = _drop_fields(lines, drop)
+        if host is None:
+            # HTTP/1.1 requires Host; HTTP/1.0 may omit it, and is then routed as host "",
+            # which no service has (404 naming it).
+            if not ex.http10:
+                raise Refusal(400, "bad request: no Host header")
+            host = b""
+        ex.host = host
+        # Mostly a lone keep-alive or close, which names no field.
+        if conn is not None and conn.strip().lower() not in _CONNECTION_KEYWORDS:
+            # Host is end-to-end and required upstream: no client can have it dropped.
+            drop = connection_tokens(conn) - _CONNECTION_KEYWORDS - _HOST
+            if drop:
+                lines = ex.lines = _drop_fields(lines, drop)
         if framing:
             lines += framing
         upgrade = ex.upgrade_field

@@ -253,7 +253,8 @@ class Server:
             return cache[host]
         except KeyError:
             pass
-        route = self.table.lookup(host.decode("latin-1"))
+        # llhttp keeps whitespace that trails a field value; a Host with it is the same host.
+        route = self.table.lookup(host.decode("latin-1").rstrip(" \t"))
         found = None if route is None else (route.name, self._service_backends[route.name])
         if len(cache) >= _HOST_CACHE_LIMIT:
             cache.clear()

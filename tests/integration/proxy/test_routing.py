@@ -11,7 +11,16 @@ from .conftest import Backend, ProxyHandle, free_port, wait_for
 
 
 @pytest.mark.parametrize(
-    "host", ["web.test", "WEB.Test", "web.test:8080", "web.test.", "Web.Test.:1"]
+    "host",
+    [
+        "web.test",
+        "WEB.Test",
+        "web.test:8080",
+        "web.test.",
+        "Web.Test.:1",
+        "web.test ",
+        "web.test:1 ",
+    ],
 )
 def test_host_routes_ignoring_port_case_and_trailing_dot(
     proxy: ProxyHandle, backend: Backend, host: str
@@ -20,6 +29,17 @@ def test_host_routes_ignoring_port_case_and_trailing_dot(
     assert resp.status == 200
     assert resp.json()["path"] == "/hello?x=1"
     assert resp.json()["backend"] == "a"
+
+
+def test_http10_without_host_is_routed_as_no_host(proxy: ProxyHandle, backend: Backend) -> None:
+    # HTTP/1.0 may omit Host (HTTP/1.1 may not: 400, in test_hardening); no service has "".
+    client = proxy.client()
+    client.send(b"GET / HTTP/1.0\r\n\r\n")
+    resp = client.response()
+    assert resp.status == 404
+    assert b'no service for host ""' in resp.body
+    assert resp.header("connection") == "close"
+    assert backend.requests == []
 
 
 def test_unknown_host_is_404_naming_it(proxy: ProxyHandle, backend: Backend) -> None:
