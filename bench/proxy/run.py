@@ -1,7 +1,7 @@
 """sws-proxy against nginx, side by side in one run, in front of the same nginx backend.
 
     python bench/proxy/run.py [--duration 10] [--rounds 3] [--connections 50] [--syscalls]
-                              [--floor] [--pure]
+                              [--floor] [--pure] [--nginx-fwd]
 
 Installs nginx-light and wrk from Debian if missing. Starts one backend (nginx, one worker,
 answering "ok" with keep-alive), then nginx (one worker, proxy_pass with upstream keepalive,
@@ -42,6 +42,7 @@ NGINX_PORT = 18802
 SWS_PORT = 18803
 SWS_ADMIN = 18804
 FLOOR_PORT = 18805
+NGINX_FWD_PORT = 18808
 PURE_PORT = 18806
 PURE_ADMIN = 18807
 
@@ -61,23 +62,34 @@ http {{
 PROXY_CONF = """
 worker_processes 1;
 daemon off;
-error_log {dir}/proxy-error.log warn;
-pid {dir}/proxy.pid;
+error_log {dir}/{name}-error.log warn;
+pid {dir}/{name}.pid;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
   keepalive_requests 10000000;
   upstream backend {{ server 127.0.0.1:{backend}; keepalive 256; }}
+  {maps}
   server {{
     listen 127.0.0.1:{port};
     location / {{
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      {headers}
     }}
   }}
 }}
 """
+# nginx-fwd: nginx made to add what sws-proxy adds to every request (X-Forwarded-For with
+# the client appended, -Proto, -Host as the client sent it, X-Request-Id kept or generated).
+FWD_MAPS = 'map $http_x_request_id $sws_rid {{ default $http_x_request_id; "" $request_id; }}'
+FWD_HEADERS = (
+    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
+    "proxy_set_header X-Forwarded-Proto $scheme; "
+    "proxy_set_header X-Forwarded-Host $http_host; "
+    "proxy_set_header X-Request-Id $sws_rid;"
+)
 
 
 def ensure_tools() -> None:
@@ -217,6 +229,11 @@ def main() -> int:
         help="also run bench/proxy/floor.py, a bare uvloop byte relay, as a third proxy",
     )
     parser.add_argument(
+        "--nginx-fwd",
+        action="store_true",
+        help="also run nginx adding the X-Forwarded-* and X-Request-Id fields sws-proxy adds",
+    )
+    parser.add_argument(
         "--pure",
         action="store_true",
         help="also run sws-proxy from its Python sources with nothing compiled (sws-pure)",
@@ -228,7 +245,19 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="sws-bench-proxy-"))
     (work / "backend.conf").write_text(BACKEND_CONF.format(dir=work, port=BACKEND_PORT))
     (work / "proxy.conf").write_text(
-        PROXY_CONF.format(dir=work, port=NGINX_PORT, backend=BACKEND_PORT)
+        PROXY_CONF.format(
+            dir=work, name="proxy", port=NGINX_PORT, backend=BACKEND_PORT, maps="", headers=""
+        )
+    )
+    (work / "proxy-fwd.conf").write_text(
+        PROXY_CONF.format(
+            dir=work,
+            name="proxy-fwd",
+            port=NGINX_FWD_PORT,
+            backend=BACKEND_PORT,
+            maps=FWD_MAPS.format(),
+            headers=FWD_HEADERS,
+        )
     )
     (work / "routes.json").write_text(
         json.dumps(
@@ -331,7 +360,27 @@ def main() -> int:
                 )
             )
             pure_pid = procs[-1].pid
+        fwd_pid = 0
+        if args.nginx_fwd:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "taskset",
+                        "-c",
+                        proxy_cpu,
+                        nginx_bin(),
+                        "-p",
+                        str(work),
+                        "-c",
+                        str(work / "proxy-fwd.conf"),
+                    ],
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            fwd_pid = procs[-1].pid
         targets = {"nginx": NGINX_PORT, "sws-proxy": SWS_PORT}
+        if args.nginx_fwd:
+            targets["nginx-fwd"] = NGINX_FWD_PORT
         if args.floor:
             targets["floor"] = FLOOR_PORT
         if args.pure:
@@ -344,6 +393,8 @@ def main() -> int:
             pids["floor"] = [procs[3].pid]
         if args.pure:
             pids["sws-pure"] = [pure_pid]
+        if args.nginx_fwd:
+            pids["nginx-fwd"] = children(fwd_pid)
         for port in targets.values():
             wrk(port, args.warmup, args.connections, load_cpu)
         results: dict[str, list[dict[str, float]]] = {k: [] for k in targets}
@@ -393,6 +444,13 @@ def main() -> int:
             f"ratio sws-proxy/nginx: requests/s {ratio_rps:.2f}x (target >= 1.0), "
             f"p99 {ratio_p99:.2f}x (target <= 1.2), cpu per request {ratio_cpu:.2f}x"
         )
+        if args.nginx_fwd:
+            fwd = summary["nginx-fwd"]
+            print(
+                f"ratio sws-proxy/nginx-fwd: requests/s {sws['rps'] / fwd['rps']:.2f}x, "
+                f"p99 {sws['p99_ms'] / fwd['p99_ms']:.2f}x, "
+                f"cpu per request {sws['cpu_us'] / fwd['cpu_us']:.2f}x"
+            )
         if args.floor:
             floor = summary["floor"]
             print(

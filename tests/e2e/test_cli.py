@@ -125,7 +125,9 @@ def test_apply_ls_status_delete(platform: Platform, tmp_path: Path) -> None:
     [instance] = view["instances"]
     assert instance["ready"] is True
 
-    assert platform.answers(domain) is not None
+    # Ready comes first; the route reaches the proxies with the next rolling swap, one proxy
+    # at a time (each drained first), so the first answer can follow by a second or two.
+    wait_until(lambda: platform.answers(domain), timeout=15, what=f"an answer from {domain}")
 
     deleted = platform.swsctl("delete", name, "--wait", "--timeout", "60")
     assert f"{name} deleting" in deleted.stdout
