@@ -412,6 +412,19 @@ def test_platform_has_the_console_scripts_and_packages(run: Run) -> None:
     assert status == 0, out
 
 
+def test_platform_proxy_modules_are_compiled(run: Run) -> None:
+    # docker/build compiles them on the host when its python3 is CPython 3.11 (as CI's is);
+    # elsewhere the wheel is pure Python, which works, slower, and is not what CI ships.
+    modules = ("proxy.protocol", "proxy.upstream", "proxy.server", "proxy.metrics")
+    script = f"import {', '.join(modules)}; " + "; ".join(f"print({m}.__file__)" for m in modules)
+    status, out = run_to_end(run, PLATFORM, ["python3", "-c", script])
+    assert status == 0, out
+    files = out.split()
+    assert len(files) == len(modules)
+    if not all(f.endswith(".so") for f in files):
+        unavailable(f"the platform image runs the proxy uncompiled: {files}")
+
+
 def test_platform_runs_as_a_non_root_user(run: Run) -> None:
     status, out = run_to_end(run, PLATFORM, ["id", "-u"])
     assert status == 0, out
