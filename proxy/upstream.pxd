@@ -82,6 +82,8 @@ cdef class UpstreamConnection:
 
     cpdef on_message_complete(self)
 
+    cdef void _reset(self)
+
     @cython.locals(pending=list)
     cpdef carry(self, Exchange ex)
 
