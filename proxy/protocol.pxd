@@ -2,6 +2,7 @@
 # Python, and this file makes its classes extension types whose fields are C struct members,
 # so the per-request path reads and writes them without dictionary or descriptor lookups.
 cimport cython
+from proxy.compiled cimport span
 from proxy.server cimport Server
 from proxy.upstream cimport Backend, UpstreamConnection
 
@@ -10,11 +11,9 @@ cdef int R_UPSTREAM, R_BUFFER, R_STOP
 cdef int BODY_NONE, BODY_LENGTH, BODY_CHUNKED
 cdef Py_ssize_t _PIPELINE_LIMIT
 cdef frozenset _HOST, _CONNECTION_KEYWORDS
-cdef bint _COMPILED
 cdef bytes _NAME_CHARS, _TARGET_CHARS, _VALUE_CHARS
 cdef tuple _SPECIALS
 
-cdef bytes _slice(bytes data, Py_ssize_t start, Py_ssize_t end)
 
 @cython.locals(n=Py_ssize_t, j=Py_ssize_t)
 cdef bint _same_lower(bytes data, Py_ssize_t start, Py_ssize_t end, bytes lower) except -1

@@ -53,6 +53,7 @@ from httptools import (
     HttpRequestParser,
 )
 
+from proxy.compiled import COMPILED, span
 from proxy.upstream import Backend, UpstreamConnection
 from proxy.wire import (
     CHUNKED,
@@ -86,13 +87,6 @@ _PIPELINE_LIMIT = 32
 _HOST = frozenset({b"host"})
 _CONNECTION_KEYWORDS = frozenset({b"close", b"keep-alive", b"upgrade"})
 
-try:
-    import cython
-
-    _COMPILED: bool = cython.compiled
-except ImportError:  # Cython is needed only to build the compiled modules
-    _COMPILED = False
-
 
 def _table(*ranges: bytes) -> bytes:
     """A 256-byte table with 1 at each byte value listed (for the simple-head scanner)."""
@@ -111,13 +105,6 @@ _TARGET_CHARS = _table(_ALNUM, b"-._~!$&'()*+,;=:@/?%")
 _VALUE_CHARS = _table(bytes(range(0x21, 0x7F)), b" ")
 # The special field names by length, for a case-insensitive match without a new object.
 _SPECIALS = tuple(tuple(n for n in sorted(REQUEST_SPECIAL) if len(n) == k) for k in range(32))
-
-
-def _slice(data: bytes, start: int, end: int) -> bytes:
-    """``data[start:end]``; compiled, a copy straight from the buffer (no slice object)."""
-    if _COMPILED:
-        return cython.cast(cython.p_char, data)[start:end]  # type: ignore[no-any-return]
-    return data[start:end]
 
 
 def _same_lower(data: bytes, start: int, end: int, lower: bytes) -> bool:
@@ -382,7 +369,7 @@ class ClientConnection:
         # simple-head scanner may only start where llhttp would start a new message.
         self.in_message = False
         # The scanner pays off only compiled; interpreted, llhttp alone is faster.
-        self.fast_heads = _COMPILED
+        self.fast_heads = COMPILED
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -709,7 +696,7 @@ class ClientConnection:
                 lname = _special(data, a, name_end)
                 if lname:
                     if lname == b"host" and host is None:
-                        host = _slice(data, v, value_end)
+                        host = span(data, v, value_end)
                     elif (
                         lname == b"connection"
                         and cut < 0
@@ -724,7 +711,7 @@ class ClientConnection:
             end = i + 2
             if end - p > max_head:
                 return p
-            ex = Exchange(self, _slice(data, u, url_end))
+            ex = Exchange(self, span(data, u, url_end))
             ex.method = method
             ex.is_head = len(method) == 4
             ex.keep_alive = True
@@ -732,10 +719,7 @@ class ClientConnection:
             ex.host_field = host
             ex.host = host
             ex.complete = True
-            if cut < 0:
-                lines = [_slice(data, p, i)]
-            else:
-                lines = [_slice(data, p, cut), _slice(data, cut_end, i)]
+            lines = [span(data, p, i)] if cut < 0 else [span(data, p, cut), span(data, cut_end, i)]
             self._head_done(ex, lines, host)
             p = end
         return p

@@ -1,11 +1,8 @@
 # Types for proxy/upstream.py when it is compiled (see setup.py and proxy/protocol.pxd).
 cimport cython
+from proxy.compiled cimport span
 from proxy.protocol cimport ClientConnection, Exchange
 from proxy.server cimport Server
-
-cdef bint _COMPILED
-
-cdef bytes _slice(bytes data, Py_ssize_t start, Py_ssize_t end)
 
 
 @cython.final

@@ -46,6 +46,7 @@ from httptools import (
     HttpResponseParser,
 )
 
+from proxy.compiled import span
 from proxy.wire import (
     CHUNKED,
     CONNECTION_CLOSE,
@@ -60,25 +61,6 @@ from sws.route_table import split_backend
 if TYPE_CHECKING:
     from proxy.protocol import ClientConnection, Exchange
     from proxy.server import Server
-
-
-try:
-    import cython
-
-    _COMPILED: bool = cython.compiled
-except ImportError:  # Cython is needed only to build the compiled modules
-    _COMPILED = False
-
-
-def _slice(data: bytes, start: int, end: int) -> bytes:
-    """``data[start:end]``; compiled, a copy straight from the buffer (no slice object).
-
-    The same as proxy.protocol's: a compiled module cannot take a function from a module
-    that imports it back (see docs/proxy.md, "Compiled modules").
-    """
-    if _COMPILED:
-        return cython.cast(cython.p_char, data)[start:end]  # type: ignore[no-any-return]
-    return data[start:end]
 
 
 _CACHED_HEADS = 64
@@ -454,7 +436,7 @@ class UpstreamConnection:
         client = ex.client
         if not client.closed:
             client.transport.write(
-                (head.keep_alive_head if keep else head.close_head) + _slice(data, start, len(data))
+                (head.keep_alive_head if keep else head.close_head) + span(data, start, len(data))
             )
         self.keep_alive = head.backend_keep_alive
         self.done = True

@@ -415,7 +415,8 @@ def test_platform_has_the_console_scripts_and_packages(run: Run) -> None:
 def test_platform_proxy_modules_are_compiled(run: Run) -> None:
     # docker/build compiles them on the host when its python3 is CPython 3.11 (as CI's is);
     # elsewhere the wheel is pure Python, which works, slower, and is not what CI ships.
-    modules = ("proxy.protocol", "proxy.upstream", "proxy.server", "proxy.metrics")
+    from tests.integration.proxy.test_compiled import COMPILED as modules
+
     script = f"import {', '.join(modules)}; " + "; ".join(f"print({m}.__file__)" for m in modules)
     status, out = run_to_end(run, PLATFORM, ["python3", "-c", script])
     assert status == 0, out
