@@ -274,110 +274,48 @@ def main() -> int:
         )
     )
     procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for name, cpu in (("backend", load_cpu), ("proxy", proxy_cpu)):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        "taskset",
-                        "-c",
-                        cpu,
-                        nginx_bin(),
-                        "-p",
-                        str(work),
-                        "-c",
-                        str(work / f"{name}.conf"),
-                    ],
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+
+    def start(cpu: str, *command: str, root: Path | None = None) -> int:
+        """Start ``command`` pinned to ``cpu`` (from ``root``, on PYTHONPATH); its pid."""
+        env = None if root is None else {**os.environ, "PYTHONPATH": str(root)}
         procs.append(
             subprocess.Popen(
-                [
-                    "taskset",
-                    "-c",
-                    proxy_cpu,
-                    sys.executable,
-                    "-m",
-                    "proxy",
-                    "--listen",
-                    f"127.0.0.1:{SWS_PORT}",
-                    "--admin",
-                    f"127.0.0.1:{SWS_ADMIN}",
-                    "--routes",
-                    str(work / "routes.json"),
-                    "--no-access-log",
-                ],
-                cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                stderr=subprocess.DEVNULL,
+                ["taskset", "-c", cpu, *command], cwd=root, env=env, stderr=subprocess.DEVNULL
             )
         )
+        return procs[-1].pid
+
+    def nginx(cpu: str, conf: str) -> int:
+        return start(cpu, nginx_bin(), "-p", str(work), "-c", str(work / conf))
+
+    def sws_proxy(root: Path, port: int, admin: int) -> int:
+        flags = ["--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}"]
+        flags += ["--routes", str(work / "routes.json"), "--no-access-log"]
+        return start(proxy_cpu, sys.executable, "-m", "proxy", *flags, root=root)
+
+    try:
+        nginx(load_cpu, "backend.conf")
+        # The processes doing the proxying: nginx's worker (the master's child) and ours.
+        masters = {"nginx": nginx(proxy_cpu, "proxy.conf")}
+        pids = {"sws-proxy": [sws_proxy(ROOT, SWS_PORT, SWS_ADMIN)]}
         if args.floor:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        "taskset",
-                        "-c",
-                        proxy_cpu,
-                        sys.executable,
-                        str(ROOT / "bench" / "proxy" / "floor.py"),
-                        "--listen",
-                        f"127.0.0.1:{FLOOR_PORT}",
-                        "--backend",
-                        f"127.0.0.1:{BACKEND_PORT}",
-                    ],
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        pure_pid = 0
+            floor = str(ROOT / "bench" / "proxy" / "floor.py")
+            flags = [
+                "--listen",
+                f"127.0.0.1:{FLOOR_PORT}",
+                "--backend",
+                f"127.0.0.1:{BACKEND_PORT}",
+            ]
+            pids["floor"] = [start(proxy_cpu, sys.executable, floor, *flags)]
         if args.pure:
             # The same sources with no compiled module beside them.
             pure_root = work / "pure"
             ignore = shutil.ignore_patterns("*.so", "*.c", "__pycache__")
             for package in ("proxy", "sws"):
                 shutil.copytree(ROOT / package, pure_root / package, ignore=ignore)
-            procs.append(
-                subprocess.Popen(
-                    [
-                        "taskset",
-                        "-c",
-                        proxy_cpu,
-                        sys.executable,
-                        "-m",
-                        "proxy",
-                        "--listen",
-                        f"127.0.0.1:{PURE_PORT}",
-                        "--admin",
-                        f"127.0.0.1:{PURE_ADMIN}",
-                        "--routes",
-                        str(work / "routes.json"),
-                        "--no-access-log",
-                    ],
-                    cwd=pure_root,
-                    env={**os.environ, "PYTHONPATH": str(pure_root)},
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            pure_pid = procs[-1].pid
-        fwd_pid = 0
+            pids["sws-pure"] = [sws_proxy(pure_root, PURE_PORT, PURE_ADMIN)]
         if args.nginx_fwd:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        "taskset",
-                        "-c",
-                        proxy_cpu,
-                        nginx_bin(),
-                        "-p",
-                        str(work),
-                        "-c",
-                        str(work / "proxy-fwd.conf"),
-                    ],
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            fwd_pid = procs[-1].pid
+            masters["nginx-fwd"] = nginx(proxy_cpu, "proxy-fwd.conf")
         targets = {"nginx": NGINX_PORT, "sws-proxy": SWS_PORT}
         if args.nginx_fwd:
             targets["nginx-fwd"] = NGINX_FWD_PORT
@@ -387,14 +325,8 @@ def main() -> int:
             targets["sws-pure"] = PURE_PORT
         for port in (BACKEND_PORT, *targets.values()):
             wait_port(port)
-        # The processes doing the proxying: nginx's worker (the master's child) and ours.
-        pids = {"nginx": children(procs[1].pid), "sws-proxy": [procs[2].pid]}
-        if args.floor:
-            pids["floor"] = [procs[3].pid]
-        if args.pure:
-            pids["sws-pure"] = [pure_pid]
-        if args.nginx_fwd:
-            pids["nginx-fwd"] = children(fwd_pid)
+        for name, master in masters.items():
+            pids[name] = children(master)
         for port in targets.values():
             wrk(port, args.warmup, args.connections, load_cpu)
         results: dict[str, list[dict[str, float]]] = {k: [] for k in targets}
