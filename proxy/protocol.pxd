@@ -79,8 +79,6 @@ cdef tuple _framing(Exchange ex)
 @cython.final
 cdef class ClientConnection:
     cdef public Server server
-    cdef public object config
-    cdef public Py_ssize_t max_header_bytes
     cdef public object parser
     cdef public object transport
     cdef public bytes peer

@@ -340,8 +340,6 @@ class ClientConnection:
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.config = server.config
-        self.max_header_bytes = server.config.max_header_bytes
         self.parser = HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.peer = b""
@@ -505,9 +503,9 @@ class ClientConnection:
         # the special ones are noted on the exchange and judged when the head is complete.
         ex: Exchange = self.cur  # type: ignore[assignment]  # on_url made it
         size = ex.head_size = ex.head_size + len(name) + len(value) + 4
-        if size > self.max_header_bytes:
+        if size > self.server.max_header_bytes:
             raise Refusal(
-                431, f"request header section is larger than {self.max_header_bytes} bytes"
+                431, f"request header section is larger than {self.server.max_header_bytes} bytes"
             )
         lname = name.lower()
         if lname in REQUEST_SPECIAL:

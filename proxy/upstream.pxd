@@ -35,7 +35,6 @@ cdef class Backend:
 @cython.final
 cdef class UpstreamConnection:
     cdef public Server server
-    cdef public object config
     cdef public Backend backend
     cdef public object transport
     cdef public object parser

@@ -165,7 +165,6 @@ class UpstreamConnection:
 
     def __init__(self, server: Server, backend: Backend) -> None:
         self.server = server
-        self.config = server.config
         self.backend = backend
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = HttpResponseParser(self)
