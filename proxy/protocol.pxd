@@ -78,6 +78,7 @@ cdef tuple _framing(Exchange ex)
 
 @cython.final
 cdef class ClientConnection:
+    cdef public int fd
     cdef public Server server
     cdef public object parser
     cdef public object transport

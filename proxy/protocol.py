@@ -342,6 +342,7 @@ class ClientConnection:
         self.server = server
         self.parser = HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.fd = -1
         self.peer = b""
         # X-Forwarded-* for upstream, up to the host: they depend only on the peer address.
         self.forwarded = b""
@@ -374,6 +375,8 @@ class ClientConnection:
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0]).encode("ascii", "replace")

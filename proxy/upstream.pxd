@@ -1,6 +1,6 @@
 # Types for proxy/upstream.py when it is compiled (see setup.py and proxy/protocol.pxd).
 cimport cython
-from proxy.compiled cimport span
+from proxy.compiled cimport span, write
 from proxy.protocol cimport ClientConnection, Exchange
 from proxy.server cimport Server
 
@@ -34,6 +34,7 @@ cdef class Backend:
 
 @cython.final
 cdef class UpstreamConnection:
+    cdef public int fd
     cdef public Server server
     cdef public Backend backend
     cdef public object transport

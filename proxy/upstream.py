@@ -46,7 +46,7 @@ from httptools import (
     HttpResponseParser,
 )
 
-from proxy.compiled import span
+from proxy.compiled import span, write
 from proxy.wire import (
     CHUNKED,
     CONNECTION_CLOSE,
@@ -167,6 +167,7 @@ class UpstreamConnection:
         self.server = server
         self.backend = backend
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.fd = -1
         self.parser = HttpResponseParser(self)
         self.exchange: Exchange | None = None
         self.raw = b""
@@ -202,6 +203,8 @@ class UpstreamConnection:
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
         self.server.upstreams.add(self)
         self.backend.connections += 1
 
@@ -314,7 +317,7 @@ class UpstreamConnection:
             out.clear()
             client = ex.client
             if not client.closed:
-                client.transport.write(data)
+                write(client.transport, client.fd, data)
 
     def _parse_failed(self, exc: BaseException) -> None:
         if isinstance(exc, _BadResponse):
@@ -434,8 +437,10 @@ class UpstreamConnection:
         ex.bytes_out += head.length
         client = ex.client
         if not client.closed:
-            client.transport.write(
-                (head.keep_alive_head if keep else head.close_head) + span(data, start, len(data))
+            write(
+                client.transport,
+                client.fd,
+                (head.keep_alive_head if keep else head.close_head) + span(data, start, len(data)),
             )
         self.keep_alive = head.backend_keep_alive
         self.done = True
@@ -479,7 +484,7 @@ class UpstreamConnection:
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             pending.clear()
             ex.pending_bytes = 0
-            self.transport.write(data)
+            write(self.transport, self.fd, data)
 
     def send(self, ex: Exchange) -> None:
         pending = ex.pending
@@ -487,7 +492,7 @@ class UpstreamConnection:
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             pending.clear()
             ex.pending_bytes = 0
-            self.transport.write(data)
+            write(self.transport, self.fd, data)
 
     def _detach(self) -> Exchange | None:
         ex = self.exchange
