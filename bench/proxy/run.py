@@ -376,6 +376,18 @@ def main() -> int:
             f"ratio sws-proxy/nginx: requests/s {ratio_rps:.2f}x (target >= 1.0), "
             f"p99 {ratio_p99:.2f}x (target <= 1.2), cpu per request {ratio_cpu:.2f}x"
         )
+        # Each round's pair ran back to back, so their ratio is the least disturbed by the
+        # machine drifting between rounds.
+        paired = [
+            (ours["rps"] / theirs["rps"], ours["p99_ms"] / theirs["p99_ms"])
+            for ours, theirs in zip(results["sws-proxy"], results["nginx"], strict=True)
+        ]
+        print(
+            "ratio sws-proxy/nginx round by round: requests/s "
+            + " ".join(f"{r:.2f}" for r, _ in paired)
+            + ", p99 "
+            + " ".join(f"{p:.2f}" for _, p in paired)
+        )
         if args.nginx_fwd:
             fwd = summary["nginx-fwd"]
             print(
@@ -419,6 +431,7 @@ def main() -> int:
                     "ratio_rps": ratio_rps,
                     "ratio_p99": ratio_p99,
                     "ratio_cpu": ratio_cpu,
+                    "paired": paired,
                     "kernel": kernel,
                     "runs": results,
                     "args": vars(args),
