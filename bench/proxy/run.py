@@ -214,6 +214,15 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
+def compiled_modules() -> list[str]:
+    """The proxy modules meant to be compiled (a .pxd beside them) that are not, here."""
+    missing = []
+    for pxd in sorted((ROOT / "proxy").glob("*.pxd")):
+        if not list(pxd.parent.glob(f"{pxd.stem}.*.so")):
+            missing.append(pxd.stem)
+    return missing
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=10.0)
@@ -239,6 +248,15 @@ def main() -> int:
         help="also run sws-proxy from its Python sources with nothing compiled (sws-pure)",
     )
     args = parser.parse_args()
+    missing = compiled_modules()
+    if missing:
+        # Measured as Python, sws-proxy would be a different program from the one shipped.
+        print(
+            f"sws-proxy is not compiled here (proxy/{', '.join(missing)}): run `make build` "
+            "first, or bench/proxy/run.sh, which does",
+            file=sys.stderr,
+        )
+        return 2
     ensure_tools()
     cpus = os.cpu_count() or 1
     load_cpu, proxy_cpu = ("0", "1") if cpus >= 2 else ("0", "0")
