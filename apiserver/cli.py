@@ -12,8 +12,8 @@ from apiserver.auth import new_token
 from apiserver.config import Config
 from apiserver.server import Server, wait_and_migrate
 from confdb.db import connect, translate_errors
-from confdb.users import create_user
-from sws.errors import Conflict, SwsError
+from confdb.users import create_user, replace_token
+from sws.errors import Conflict, NotFound, SwsError
 from sws.spec import normalize_domain
 
 DEFAULT_WAIT_S = 60.0
@@ -160,10 +160,41 @@ def create_user_command(
         sys.stdout.flush()
 
 
+@main.command("rotate-token")
+@click.argument("name")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the new token to this file (mode 0600) instead of standard output.",
+)
+@_database_url
+@_wait
+def rotate_token_command(
+    name: str, token_file: str | None, database_url: str, wait_s: float
+) -> None:
+    """Give a user a new bearer token and print it, once: the old one stops working."""
+    logfmt.configure("info")
+    wait_and_migrate(database_url, wait_s)
+    token = new_token()
+    with translate_errors(database_url), connect(database_url) as conn, conn.transaction():
+        if replace_token(conn, name, token) is None:
+            raise NotFound(f'no user "{name}"')
+        # Written before the commit: if the new token cannot be saved, the old one still works.
+        if token_file is not None:
+            _write_secret(token_file, token + "\n")
+    logfmt.info("user.token_rotated", name=name)
+    if token_file is None:
+        sys.stdout.write(token + "\n")
+        sys.stdout.flush()
+
+
 def _write_secret(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise SwsError(f"--token-file {path}: {exc.strerror}; nothing was changed") from exc

@@ -65,6 +65,19 @@ def create_user_or_fail(conn: Conn, name: str, token: str, *, is_admin: bool = F
     return user
 
 
+def replace_token(conn: Conn, name: str, token: str) -> User | None:
+    """Make `token` the only one `name` holds; None if there is no such user.
+
+    The old token stops working when the transaction commits: requests look the user up by
+    token every time, so nothing holds on to it.
+    """
+    row = conn.execute(
+        "UPDATE users SET token_hash = %s WHERE name = %s RETURNING id, name, is_admin",
+        (hash_token(token), name),
+    ).fetchone()
+    return None if row is None else _user(row)
+
+
 def user_by_token(conn: Conn, token: str) -> User | None:
     """The user holding `token`, or None."""
     row = conn.execute(

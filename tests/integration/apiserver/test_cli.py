@@ -15,11 +15,12 @@ import psycopg
 import pytest
 import requests
 from click.testing import CliRunner
+from flask.testing import FlaskClient
 
 from apiserver.cli import main
 from confdb.users import hash_token
 from tests.conftest import wait_until
-from tests.integration.apiserver.conftest import unique
+from tests.integration.apiserver.conftest import Caller, document, unique
 from tests.integration.apiserver.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.postgres
@@ -89,11 +90,71 @@ def test_create_user_token_file_is_private(database_url: str, tmp_path: Path) ->
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stored(database_url, name) == (hash_token(path.read_text().strip()), False)
 
+    # A token that cannot be saved makes no user.
+    other = unique("user")
+    unwritable = tmp_path / "missing-dir" / "token"
+    failed = run(database_url, "create-user", other, "--token-file", str(unwritable))
+    assert failed.exit_code == 1
+    assert "No such file or directory; nothing was changed" in failed.stderr
+    assert stored(database_url, other) is None
+
 
 def test_create_user_refuses_awkward_names(database_url: str) -> None:
     result = run(database_url, "create-user", "Bad Name")
     assert result.exit_code == 1
     assert 'user name "Bad Name" is not valid' in result.stderr
+
+
+def test_rotate_token_replaces_the_old_one_and_keeps_the_services(
+    database_url: str, client: FlaskClient, alice: Caller
+) -> None:
+    name = unique("web")
+    put = client.put(f"/v1/services/{name}", json=document(name), headers=alice.headers)
+    assert put.status_code in (200, 201), put.json
+
+    result = run(database_url, "rotate-token", alice.name)
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    assert len(token) >= 43 and token != alice.token
+    assert stored(database_url, alice.name) == (hash_token(token), False)
+    assert token not in result.stderr and alice.token not in result.stderr
+    assert f"user.token_rotated name={alice.name}" in result.stderr
+
+    old = client.get("/v1/services", headers=alice.headers)
+    assert old.status_code == 401
+    new = client.get("/v1/services", headers={"Authorization": f"Bearer {token}"})
+    assert new.status_code == 200
+    assert [s["name"] for s in new.json["services"]] == [name]
+
+
+def test_rotate_token_of_no_user_changes_nothing(database_url: str) -> None:
+    name = unique("user")
+    result = run(database_url, "rotate-token", name)
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith(f'error: no user "{name}"')
+    assert result.stdout == ""
+    assert stored(database_url, name) is None
+
+
+def test_rotate_token_file_is_private_and_written_first(
+    database_url: str, tmp_path: Path, alice: Caller
+) -> None:
+    path = tmp_path / "token"
+    result = run(database_url, "rotate-token", alice.name, "--token-file", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stored(database_url, alice.name) == (hash_token(path.read_text().strip()), False)
+
+    # A token that cannot be saved is not put in force: the one in the file still works.
+    held = path.read_text().strip()
+    unwritable = tmp_path / "missing-dir" / "token"
+    failed = run(database_url, "rotate-token", alice.name, "--token-file", str(unwritable))
+    assert failed.exit_code == 1
+    assert failed.stderr.strip() == (
+        f"error: --token-file {unwritable}: No such file or directory; nothing was changed"
+    )
+    assert stored(database_url, alice.name) == (hash_token(held), False)
 
 
 def test_migrate_applies_then_finds_nothing_to_do(make_database: Callable[..., str]) -> None:
