@@ -56,7 +56,7 @@ from agent.runtime import (
 )
 from agent.swap import SwapLoop
 from confdb import observed, routes
-from confdb.db import connect, redact
+from confdb.db import DESIRED_STATE_CHANNEL, connect, redact
 from confdb.migrate import MigrationError, migrate
 from sws.errors import Conflict, NotFound, RouteTableError, SpecError, SwsError, Unavailable
 from sws.plan import (
@@ -87,7 +87,6 @@ from sws.spec import ServiceSpec
 
 log = logging.getLogger("sws.agent")
 
-DESIRED_STATE_CHANNEL = "sws_desired_state"
 
 RouteHook = Callable[[RouteTable], None]
 

@@ -12,13 +12,14 @@ import os
 import time
 from typing import Any
 
+import psycopg
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from apiserver import logfmt
 from apiserver.app import create_app
 from apiserver.config import Config
-from confdb.db import connect, redact, translate_errors
+from confdb.db import DESIRED_STATE_CHANNEL, connect, redact, translate_errors
 from confdb.migrate import migrate
 from sws.errors import Unavailable
 
@@ -29,6 +30,8 @@ ACCESS_LOG_FORMAT = (
     'duration_us=%(D)s user_agent="%(a)s"'
 )
 FIRST_RETRY_S = 0.5
+# A NOTIFY payload no service name can be (it has a dot), like the API's route name.
+ANNOUNCE_PAYLOAD = "sws.apiserver"
 MAX_RETRY_S = 10.0
 
 
@@ -51,6 +54,22 @@ def wait_and_migrate(url: str, timeout: float | None = None) -> list[str]:
             )
             time.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_S)
+
+
+def announce(url: str) -> None:
+    """Wake the agent: this apiserver, perhaps at a new address, accepts connections now.
+
+    The agent looks the apiserver's address up on every pass and routes the API domain there;
+    without this, an apiserver recreated with a new address would wait up to a whole pass
+    interval for its route. Best effort: if confdb cannot be reached, the next pass finds it.
+    """
+    try:
+        with translate_errors(url), connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", (DESIRED_STATE_CHANNEL, ANNOUNCE_PAYLOAD))
+    except (Unavailable, psycopg.Error) as e:
+        logfmt.warning("apiserver.unannounced", error=getattr(e, "message", str(e)))
+        return
+    logfmt.info("apiserver.announced")
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -76,6 +95,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             # Several servers on one host (tests, tools) must not fight over one socket path.
             "control_socket_disable": True,
         }
+        # Bound and about to spawn the workers: connections now wait in the backlog.
+        options["when_ready"] = lambda _arbiter: announce(c.database_url)
         if os.path.isdir("/dev/shm"):
             # Heartbeat files on a disk-backed overlay can stall workers; memory cannot.
             options["worker_tmp_dir"] = "/dev/shm"

@@ -13,6 +13,11 @@ from sws.errors import Unavailable
 CONNECT_TIMEOUT_S = 5
 
 
+# What the desired-state trigger (migrations/001_initial.sql) NOTIFYs, with a service's name;
+# the agent LISTENs on it and runs a pass at once, whatever the payload.
+DESIRED_STATE_CHANNEL = "sws_desired_state"
+
+
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[object]:
     """Open one connection, or raise Unavailable naming the server (never the password)."""
     try:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from flask.testing import FlaskClient
 
 from tests.integration.apiserver.conftest import Caller, document, unique
+from tests.integration.apiserver.live import serving
 
 pytestmark = pytest.mark.postgres
 
@@ -76,3 +78,15 @@ def test_rejected_writes_notify_nobody(
     assert clash.status_code == 409
     client.put(f"/v1/services/{marker}", json=document(marker), headers=alice.headers)
     assert next_notification(listener) == marker
+
+
+def test_a_starting_apiserver_wakes_the_agent(
+    database_url: str, listener: psycopg.Connection, tmp_path: Path
+) -> None:
+    # The agent routes the API domain to the apiserver's address as of its last pass; a
+    # recreated apiserver (a new address) says it is up, so the next pass is not a whole
+    # interval away.
+    log = tmp_path / "apiserver.log"
+    with serving(database_url, log):
+        assert next_notification(listener) == "sws.apiserver"
+    assert "apiserver.announced" in log.read_text()
