@@ -549,7 +549,13 @@ class Agent:
             return
         volume = spec.volume_name
         if volume is not None:
-            self.runtime.ensure_volume(volume, action.service)
+            try:
+                self.runtime.ensure_volume(volume, action.service)
+            except Unavailable:
+                raise
+            except SwsError as e:
+                self._fail_create(action.service, template, action.replica, e, events)
+                return
         request = ContainerRequest(
             name=action.name,
             image=spec.image,
@@ -800,11 +806,22 @@ class Agent:
     def _finish_deletion(self, action: FinishDeletion, writes: observed.Writes) -> bool:
         if action.volume is not None:
             try:
-                self.runtime.remove_volume(action.volume)
+                removed = self.runtime.remove_volume(action.volume)
             except Conflict as e:
                 log.warning(fmt("volume.busy", volume=action.volume, error=e.message))
                 return False
-            log.info(fmt("volume.removed", service=action.service, volume=action.volume))
+            if removed:
+                log.info(fmt("volume.removed", service=action.service, volume=action.volume))
+            else:
+                # Another instance's data: never this platform's to purge.
+                log.warning(
+                    fmt(
+                        "volume.kept",
+                        service=action.service,
+                        volume=action.volume,
+                        reason="made by another SWS instance",
+                    )
+                )
         writes.deletions.append((action.service, action.generation))
         return True
 

@@ -64,6 +64,10 @@ class ContainerRequest:
     mount: str | None = None
 
 
+class ForeignVolume(RuntimeFailure):
+    """A service volume of this name exists, made by another SWS instance."""
+
+
 @contextlib.contextmanager
 def _translated(what: str) -> Iterator[None]:
     """Turn docker SDK and transport errors into ours, naming the operation."""
@@ -269,18 +273,45 @@ class Runtime:
             raise NotFound(f"image not found: {ref}") from e
 
     def ensure_volume(self, name: str, service: str) -> None:
-        """Create the named volume if it does not exist; an existing one is used as it is."""
+        """Create the named volume if it does not exist; an existing one is used as it is.
+
+        Unless another SWS instance on this engine made it: volume names carry no instance
+        (`<service>-volume`), and two platforms must not share, or purge, each other's data.
+        """
         with _translated(f"volume {name}"):
             try:
-                self._api.inspect_volume(name)
-                return
+                attrs = self._api.inspect_volume(name)
             except docker.errors.NotFound:
-                pass
-            self._api.create_volume(name, labels=self.labels(**{LABEL_SERVICE: service}))
+                self._api.create_volume(name, labels=self.labels(**{LABEL_SERVICE: service}))
+                # Two instances creating one name at once both succeed; look who won.
+                attrs = self._api.inspect_volume(name)
+        self._check_owner(name, attrs)
 
-    def remove_volume(self, name: str) -> None:
-        with _translated(f"remove volume {name}"), contextlib.suppress(docker.errors.NotFound):
-            self._api.remove_volume(name)
+    def remove_volume(self, name: str) -> bool:
+        """Remove the named volume; False, leaving it, if another SWS instance made it."""
+        with _translated(f"remove volume {name}"):
+            try:
+                attrs = self._api.inspect_volume(name)
+            except docker.errors.NotFound:
+                return True
+            try:
+                self._check_owner(name, attrs)
+            except ForeignVolume:
+                return False
+            with contextlib.suppress(docker.errors.NotFound):
+                self._api.remove_volume(name)
+        return True
+
+    def _check_owner(self, name: str, attrs: Mapping[str, Any]) -> None:
+        labels = attrs.get("Labels") or {}
+        owner = labels.get(LABEL_INSTANCE)
+        if labels.get(LABEL_MANAGED) == "true" and owner is not None and owner != self.instance:
+            raise ForeignVolume(
+                f'volume {name} belongs to the SWS instance "{owner}" on this Docker Engine; '
+                "service volumes are named <service>-volume, so two platforms on one engine "
+                "cannot both have this service with a volume (rename the service, or remove "
+                "the volume on the other platform)"
+            )
 
     def volume_exists(self, name: str) -> bool:
         with _translated(f"volume {name}"):

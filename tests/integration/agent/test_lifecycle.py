@@ -212,3 +212,49 @@ def test_image_update_replaces_replicas_one_by_one(env: Env) -> None:
         versions = {get_json(b)["version"] for b in env.backends("roll")}
         assert len(versions) == 1 and len(seen_versions) == 2
         assert versions != {next(iter(seen_versions - versions))}
+
+
+def test_another_instances_volume_is_neither_used_nor_purged(env: Env) -> None:
+    # Service volumes are named <service>-volume on the whole engine; another SWS platform
+    # on it may already hold this one.
+    other = f"{env.instance}-other"
+    foreign = env.docker.volumes.create(
+        "shared-volume",
+        labels={"sws.managed": "true", "sws.instance": other, "sws.service": "shared"},
+    )
+    try:
+        with running_agent(env.config()):
+            generation = env.apply("shared", env=[PORT_ENV], volumeMount="/data")
+            wait_until(
+                lambda: (env.status("shared") or ("",))[0] == "failing",
+                timeout=30,
+                what="failing",
+            )
+            state, message, observed = env.status("shared")  # type: ignore[misc]
+            assert (state, observed) == ("failing", generation)
+            assert message.startswith(
+                f'replica 0 could not start: volume shared-volume belongs to the SWS instance "{other}"'
+            ), message
+            assert env.containers("shared") == []
+
+            env.delete("shared", purge=True)
+            wait_until(lambda: not env.service_exists("shared"), timeout=30, what="deleted")
+        foreign.reload()
+        assert foreign.attrs["Labels"]["sws.instance"] == other
+    finally:
+        foreign.remove(force=True)
+
+
+def test_an_unlabelled_volume_of_the_name_is_used_as_it_is(env: Env) -> None:
+    existing = env.docker.volumes.create("adopted-volume")
+    try:
+        with running_agent(env.config()):
+            env.apply("adopted", env=[PORT_ENV], volumeMount="/data")
+            wait_until(lambda: env.running("adopted", 1), timeout=30, what="adopted running")
+            (container,) = env.containers("adopted")
+            mounts = {m["Name"]: m["Destination"] for m in container.attrs["Mounts"]}
+            assert mounts == {"adopted-volume": "/data"}
+            env.delete("adopted")
+            wait_until(lambda: not env.service_exists("adopted"), timeout=30, what="deleted")
+    finally:
+        existing.remove(force=True)
