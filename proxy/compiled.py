@@ -26,6 +26,12 @@ def span(data: bytes, start: int, end: int) -> bytes:
     return data[start:end]
 
 
+def socket_fd(transport: Any) -> int:
+    """The descriptor ``write`` may send on directly: -1, never used, if there is none."""
+    sock = transport.get_extra_info("socket")
+    return -1 if sock is None else int(sock.fileno())
+
+
 def write(transport: Any, fd: int, data: bytes) -> None:
     """``transport.write(data)``; compiled, a send() on the socket first when it is free.
 

@@ -53,7 +53,7 @@ from httptools import (
     HttpRequestParser,
 )
 
-from proxy.compiled import COMPILED, span
+from proxy.compiled import COMPILED, socket_fd, span
 from proxy.upstream import Backend, UpstreamConnection
 from proxy.wire import (
     CHUNKED,
@@ -375,8 +375,7 @@ class ClientConnection:
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self.transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno() if sock is not None else -1
+        self.fd = socket_fd(transport)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0]).encode("ascii", "replace")

@@ -81,7 +81,6 @@ cdef class UpstreamConnection:
 
     cdef void _reset(self)
 
-    @cython.locals(pending=list)
     cpdef carry(self, Exchange ex)
 
     @cython.locals(pending=list)

@@ -46,7 +46,7 @@ from httptools import (
     HttpResponseParser,
 )
 
-from proxy.compiled import span, write
+from proxy.compiled import socket_fd, span, write
 from proxy.wire import (
     CHUNKED,
     CONNECTION_CLOSE,
@@ -203,8 +203,7 @@ class UpstreamConnection:
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self.transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno() if sock is not None else -1
+        self.fd = socket_fd(transport)
         self.server.upstreams.add(self)
         self.backend.connections += 1
 
@@ -479,12 +478,7 @@ class UpstreamConnection:
             self.pause_reading()
         elif self.read_paused:
             self.resume_reading()
-        pending = ex.pending
-        if pending:
-            data = pending[0] if len(pending) == 1 else b"".join(pending)
-            pending.clear()
-            ex.pending_bytes = 0
-            write(self.transport, self.fd, data)
+        self.send(ex)
 
     def send(self, ex: Exchange) -> None:
         pending = ex.pending
