@@ -285,7 +285,14 @@ class Runtime:
                 self._api.create_volume(name, labels=self.labels(**{LABEL_SERVICE: service}))
                 # Two instances creating one name at once both succeed; look who won.
                 attrs = self._api.inspect_volume(name)
-        self._check_owner(name, attrs)
+        owner = self._other_owner(attrs)
+        if owner is not None:
+            raise ForeignVolume(
+                f'volume {name} belongs to the SWS instance "{owner}" on this Docker Engine; '
+                "service volumes are named <service>-volume, so two platforms on one engine "
+                "cannot both have this service with a volume (rename the service, or remove "
+                "the volume on the other platform)"
+            )
 
     def remove_volume(self, name: str) -> bool:
         """Remove the named volume; False, leaving it, if another SWS instance made it."""
@@ -294,24 +301,19 @@ class Runtime:
                 attrs = self._api.inspect_volume(name)
             except docker.errors.NotFound:
                 return True
-            try:
-                self._check_owner(name, attrs)
-            except ForeignVolume:
+            if self._other_owner(attrs) is not None:
                 return False
             with contextlib.suppress(docker.errors.NotFound):
                 self._api.remove_volume(name)
         return True
 
-    def _check_owner(self, name: str, attrs: Mapping[str, Any]) -> None:
+    def _other_owner(self, attrs: Mapping[str, Any]) -> str | None:
+        """The other SWS instance whose labels a volume carries, if any."""
         labels = attrs.get("Labels") or {}
         owner = labels.get(LABEL_INSTANCE)
         if labels.get(LABEL_MANAGED) == "true" and owner is not None and owner != self.instance:
-            raise ForeignVolume(
-                f'volume {name} belongs to the SWS instance "{owner}" on this Docker Engine; '
-                "service volumes are named <service>-volume, so two platforms on one engine "
-                "cannot both have this service with a volume (rename the service, or remove "
-                "the volume on the other platform)"
-            )
+            return str(owner)
+        return None
 
     def volume_exists(self, name: str) -> bool:
         with _translated(f"volume {name}"):
